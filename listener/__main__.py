@@ -1,0 +1,60 @@
+"""Command-line entry point: a thin argparse front over ``listener.cli.*``.
+
+Each sub-command lives in its own module under ``listener/cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func``. Heavy imports
+(onnxruntime, torch) happen inside the commands, so ``listener --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from listener import __version__
+from listener.errors import UserError
+
+# Order is the order of `listener --help`.
+COMMANDS = (
+    "run",
+    "scan",
+    "top",
+    "calibrate",
+    "enroll",
+    "devices",
+    "check_config",
+    "embed",
+    "model",
+    "bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listener",
+        description="Open-vocabulary sound-event daemon: describe sounds in words, get events.",
+    )
+    parser.add_argument("--version", action="version", version=f"listener {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"listener.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"listener: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Decoding audio files to 48 kHz mono float32, the only format the pipeline sees.
+
+soundfile (libsndfile) decodes wav/flac/ogg; soxr resamples (high quality,
+also used streaming by the sources). Samples that are NaN or infinite are
+replaced by 0 and counted, so they never reach the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from listener.errors import AudioError
+
+SAMPLE_RATE = 48000
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """[n] or [n, channels] -> [n] float32, averaging channels."""
+    if data.ndim == 2:
+        data = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def sanitize(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Replace NaN/inf by 0 and clip to [-1, 1]; returns (clean, number of bad samples)."""
+    bad = ~np.isfinite(data)
+    n_bad = int(bad.sum())
+    if n_bad:
+        data = np.where(bad, 0.0, data).astype(np.float32)
+    return np.clip(data, -1.0, 1.0, out=data if data.flags.writeable else None), n_bad
+
+
+def resample(data: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Whole-signal resampling with soxr (the streaming sources keep their own state)."""
+    if rate == target:
+        return data
+    import soxr
+
+    return soxr.resample(data, rate, target, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
+    """Read an audio file (optionally a [start, end) seconds cut) as 48 kHz mono float32.
+
+    Raises :class:`AudioError` naming the file when it is missing or not audio.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file {p} does not exist")
+    if p.is_dir():
+        raise AudioError(f"{p} is a directory, not an audio file")
+    try:
+        info = sf.info(str(p))
+        rate = info.samplerate
+        first = int(round((start or 0.0) * rate))
+        last = int(round(end * rate)) if end is not None else None
+        if start is not None and first >= info.frames:
+            raise AudioError(
+                f"{p}: --start {start} s is past the end of the file ({info.frames / rate:.2f} s)"
+            )
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True, start=first, stop=last)
+    except AudioError:
+        raise
+    except PermissionError:
+        raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(
+            f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
+        ) from None
+    mono, _ = sanitize(to_mono(data))
+    return resample(mono, rate)
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dBFS (full-scale sine = -3 dB); silence floors at -120."""
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(-120.0, 20.0 * np.log10(rms + 1e-12))
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Write float32 mono samples as 16-bit PCM WAV (clips, enrolled examples)."""
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16")

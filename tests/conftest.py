@@ -1,0 +1,18 @@
+"""Shared fixtures live in one module per area, registered here.
+
+- tests/fixtures_model.py: a tiny random ClapModel checkpoint and its export.
+- tests/fixtures_hearing.py: the small trained CLAP that actually hears (for detection).
+- tests/fixtures_broker.py: a real mosquitto on a free loopback port.
+"""
+
+import importlib.util
+
+pytest_plugins = [
+    name
+    for name in (
+        "tests.fixtures_model",
+        "tests.fixtures_hearing",
+        "tests.fixtures_broker",
+    )
+    if importlib.util.find_spec(name) is not None
+]
