@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# The feature extractor's matmuls are small: threaded OpenBLAS only adds spinning threads
+# that burn CPU between windows (measured: 79 -> 21 ms for the reference extractor under
+# load). onnxruntime has its own thread pool. Must be set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from listener import __version__
 from listener.errors import UserError

@@ -1,0 +1,89 @@
+"""TLS and password authentication against a mosquitto with a self-signed CA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from listener.mqtt import MqttSink
+from tests.fixtures_broker import mqtt_config, wait_until
+from tests.mqtt_driver import make_pair, trigger
+
+BASE = "listener/testdev"
+ROOT = Path(__file__).resolve().parent.parent
+USER, PASSWORD = "listener", "s3cret-Pw"
+
+
+def test_tls_and_password_file(mosquitto_factory, mqtt_subscriber, tmp_path) -> None:
+    broker = mosquitto_factory(users={USER: PASSWORD}, tls=True)
+    sub = mqtt_subscriber(broker, f"{BASE}/#", username=USER, password=PASSWORD)
+    pw_file = tmp_path / "mqtt-password"
+    pw_file.write_text(PASSWORD + "\n")
+    cfg = mqtt_config(broker, username=USER, password_file=str(pw_file))
+    assert cfg.tls.enabled and cfg.tls.ca_file is not None
+    sink = MqttSink(cfg, [trigger("smoke")], tmp_path / "state", "m")
+    sink.start()
+    try:
+        start, _ = make_pair("smoke", 0.0)
+        sink.on_event(start)
+        ev = sub.wait_topic(f"{BASE}/smoke/event")
+        assert json.loads(ev.payload)["id"] == start.id
+        assert sink.flush(5)
+    finally:
+        sink.close()
+
+
+def test_tls_verifies_the_broker_by_default(mosquitto_factory, tmp_path) -> None:
+    broker = mosquitto_factory(tls=True)
+    # No ca_file: the system CAs, which did not sign the test broker -> no connection.
+    cfg = mqtt_config(broker, tls={"enabled": True})
+    with capture_logs() as logs:
+        sink = MqttSink(cfg, [trigger("smoke")], tmp_path, "m")
+        sink.start()
+        try:
+            wait_until(lambda: len([e for e in logs if "TLS" in e["event"]]) >= 2, 10,
+                       "two failed TLS handshakes")
+            assert not sink._client.is_connected()
+        finally:
+            sink.close()
+    assert not [e for e in logs if e["event"] == "mqtt connected"]
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1, errors  # then quiet retries
+    assert "CERTIFICATE_VERIFY_FAILED" in errors[0]["event"]
+    assert "ca_file" in errors[0]["hint"]
+
+
+def test_wrong_password_one_clear_error_then_quiet_retries(mosquitto_factory, tmp_path) -> None:
+    broker = mosquitto_factory(users={USER: PASSWORD}, tls=True)
+    wrong = "not-the-password-42"
+    cfg = {"host": broker.host, "port": broker.port, "device_id": "testdev", "username": USER,
+           "password": wrong, "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.2,
+           "tls": {"enabled": True, "ca_file": str(broker.tls.ca_file)}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.mqtt_driver", "--state-dir", str(tmp_path),
+         "--mqtt", json.dumps(cfg)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: broker.log_text().count("not authorised") >= 4
+                   or proc.poll() is not None, 30, "four refused connection attempts")
+        assert proc.poll() is None, "the driver died instead of retrying"
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert wrong not in err
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    errors = [r for r in records if r["level"] == "error"]
+    assert len(errors) == 1, errors
+    assert f"{broker.host}:{broker.port}" in errors[0]["event"]
+    assert errors[0]["reason"] == "Not authorized" and errors[0]["reason_code"] == 135
+    assert len([r for r in records if "refused again" in r["event"]]) >= 3
