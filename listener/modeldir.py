@@ -1,6 +1,10 @@
 """A model directory on disk: the public transformers.js/optimum layout + our manifest.
 
-STUB: contract only, to be implemented (issue 2).
+Reading the public layout means a user can `listener model pull` a ready export
+without torch; `listener model export` writes exactly the same layout, so the
+runtime has one code path. Every defect a user can cause (wrong path, missing or
+damaged file, stale hash) becomes a :class:`ModelError` naming the path and how
+to get a working model.
 
 Layout::
 
@@ -14,8 +18,52 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
+
+from listener.errors import ModelError
+
+MANIFEST = "listener.json"
+MANIFEST_FORMAT = 1
+
+#: precision -> file suffix inside onnx/
+PRECISIONS = {"fp32": "", "int8": "_quantized", "fp16": "_fp16"}
+
+HOW_TO_GET = (
+    "get a model with `listener model pull` (needs internet) or "
+    "`listener model export --checkpoint DIR_OR_ID --out DIR` "
+    "(needs pip install 'listener[export]')"
+)
+
+# ClapConfig defaults: transformers omits default values from a saved config.json.
+_TEXT_DEFAULTS = {"max_position_embeddings": 514, "pad_token_id": 1}
+_DEFAULT_PROJECTION_DIM = 512
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing; {HOW_TO_GET}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model file {path} is damaged ({exc}); {HOW_TO_GET}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"model file {path} is not a JSON object; {HOW_TO_GET}")
+    return data
 
 
 class ModelDir:
@@ -27,24 +75,176 @@ class ModelDir:
     manifest: dict[str, Any] | None
 
     def __init__(self, path: str | Path) -> None:
-        raise NotImplementedError
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise ModelError(f"model directory {self.path} does not exist; {HOW_TO_GET}")
+        if not self.path.is_dir():
+            raise ModelError(
+                f"model path {self.path} is not a directory (expected a model directory with "
+                f"onnx/, tokenizer.json, config.json); {HOW_TO_GET}"
+            )
+        self.config = _read_json(self.path / "config.json")
+        self.preprocessor_config = _read_json(self.path / "preprocessor_config.json")
+        mpath = self.path / MANIFEST
+        self.manifest = _read_json(mpath) if mpath.exists() else None
+        if not any(self._onnx(kind, p).is_file() for kind in ("audio", "text") for p in PRECISIONS):
+            raise ModelError(
+                f"model directory {self.path} holds no ONNX model (expected "
+                f"{self.path / 'onnx' / 'audio_model_quantized.onnx'}); {HOW_TO_GET}"
+            )
+        self._hash_memo: dict[Path, tuple[int, int, str]] = {}
+
+    # ---- identity and metadata -------------------------------------------------------
 
     @property
     def model_id(self) -> str:
         """Source checkpoint from the manifest, else the directory name."""
-        raise NotImplementedError
+        if self.manifest and self.manifest.get("source_checkpoint"):
+            return str(self.manifest["source_checkpoint"])
+        return self.path.resolve().name
+
+    @property
+    def text_config(self) -> dict[str, Any]:
+        return dict(self.config.get("text_config") or {})
+
+    @property
+    def audio_config(self) -> dict[str, Any]:
+        return dict(self.config.get("audio_config") or {})
+
+    @property
+    def embedding_dim(self) -> int:
+        if self.manifest and self.manifest.get("embedding_dim"):
+            return int(self.manifest["embedding_dim"])
+        return int(self.config.get("projection_dim", _DEFAULT_PROJECTION_DIM))
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.text_config.get("pad_token_id", _TEXT_DEFAULTS["pad_token_id"]))
+
+    @property
+    def max_text_length(self) -> int:
+        """Longest token sequence the text tower accepts (RoBERTa: positions - pad_id - 1)."""
+        if self.manifest and self.manifest.get("text_max_length"):
+            return int(self.manifest["text_max_length"])
+        positions = int(
+            self.text_config.get(
+                "max_position_embeddings", _TEXT_DEFAULTS["max_position_embeddings"]
+            )
+        )
+        return positions - self.pad_token_id - 1
+
+    @property
+    def truncation(self) -> str:
+        return str(self.preprocessor_config.get("truncation", "rand_trunc"))
+
+    @property
+    def logit_scale(self) -> float | None:
+        if self.manifest and self.manifest.get("logit_scale") is not None:
+            return float(self.manifest["logit_scale"])
+        return None
+
+    # ---- files -----------------------------------------------------------------------
+
+    def _onnx(self, kind: str, precision: str) -> Path:
+        return self.path / "onnx" / f"{kind}_model{PRECISIONS[precision]}.onnx"
+
+    def _model_path(self, kind: str, precision: str) -> Path:
+        if precision not in PRECISIONS:
+            raise ModelError(
+                f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        p = self._onnx(kind, precision)
+        if not p.is_file():
+            have = [q for q in PRECISIONS if self._onnx(kind, q).is_file()]
+            alt = f" (this directory has {kind} precision: {', '.join(have)})" if have else ""
+            raise ModelError(f"model file {p} is missing{alt}; {HOW_TO_GET}")
+        return p
 
     def audio_model_path(self, precision: str = "int8") -> Path:
-        """int8 -> onnx/audio_model_quantized.onnx, fp32 -> onnx/audio_model.onnx, fp16 -> ..._fp16."""
-        raise NotImplementedError
+        """int8 -> onnx/audio_model_quantized.onnx, fp32 -> onnx/audio_model.onnx, fp16 -> _fp16."""
+        return self._model_path("audio", precision)
 
     def text_model_path(self, precision: str = "int8") -> Path:
-        raise NotImplementedError
+        return self._model_path("text", precision)
+
+    def has(self, kind: str, precision: str) -> bool:
+        return self._onnx(kind, precision).is_file()
 
     @property
     def tokenizer_path(self) -> Path:
-        raise NotImplementedError
+        p = self.path / "tokenizer.json"
+        if not p.is_file():
+            raise ModelError(f"model file {p} is missing; {HOW_TO_GET}")
+        return p
 
     def file_sha256(self, path: Path) -> str:
         """sha256 of a file in the directory (memoised by path, size and mtime)."""
-        raise NotImplementedError
+        p = Path(path)
+        if not p.is_absolute():
+            p = self.path / p
+        try:
+            st = p.stat()
+        except OSError:
+            raise ModelError(f"model file {p} is missing; {HOW_TO_GET}") from None
+        memo = self._hash_memo.get(p)
+        if memo and memo[0] == st.st_size and memo[1] == st.st_mtime_ns:
+            return memo[2]
+        digest = sha256_file(p)
+        self._hash_memo[p] = (st.st_size, st.st_mtime_ns, digest)
+        return digest
+
+    def files(self) -> list[Path]:
+        """Every model file present (relative paths), manifest excluded."""
+        out = [
+            Path(n)
+            for n in ("config.json", "preprocessor_config.json", "tokenizer.json")
+            if (self.path / n).is_file()
+        ]
+        for kind in ("audio", "text"):
+            for precision in PRECISIONS:
+                p = self._onnx(kind, precision)
+                if p.is_file():
+                    out.append(p.relative_to(self.path))
+        return out
+
+    def verify_hashes(self) -> list[str]:
+        """Compare every file named in the manifest with its recorded sha256.
+
+        Returns the relative paths checked; raises ModelError naming the first bad file.
+        Without a manifest there is nothing to compare against: returns [].
+        """
+        if not self.manifest:
+            return []
+        checked = []
+        for rel, entry in sorted((self.manifest.get("files") or {}).items()):
+            p = self.path / rel
+            want = entry.get("sha256") if isinstance(entry, dict) else entry
+            if not p.is_file():
+                raise ModelError(
+                    f"model file {p} is listed in {self.path / MANIFEST} but missing; {HOW_TO_GET}"
+                )
+            got = self.file_sha256(p)
+            if got != want:
+                raise ModelError(
+                    f"model file {p} does not match its sha256 in {self.path / MANIFEST} "
+                    f"(expected {want}, found {got}): it is damaged or was replaced; {HOW_TO_GET}"
+                )
+            checked.append(rel)
+        return checked
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
+    """Write listener.json with a sha256 and size for every model file in ``directory``."""
+    directory = Path(directory)
+    files: dict[str, Any] = {}
+    for rel in sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()):
+        if rel == MANIFEST or rel.startswith("."):
+            continue
+        p = directory / rel
+        files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    data = {"format": MANIFEST_FORMAT, **manifest, "files": files}
+    out = directory / MANIFEST
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return out

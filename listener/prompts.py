@@ -1,15 +1,57 @@
 """PromptBank: prompt embeddings made once by the text tower, cached on disk.
 
-STUB: contract only, to be implemented (issue 2).
+The text tower is 4x the audio tower in size; a daemon that only needs a few
+fixed prompt vectors should never keep it in memory. The cache is one JSON file
+per text model (named by the sha256 of the text model file), mapping the exact
+prompt text to its embedding; a miss loads the tower, embeds the missing
+prompts, writes the file atomically and releases the session. The sha256 of the
+(large) text model file is itself memoised in ``hashes.json`` by path, size and
+mtime, so a warm start reads two small files and nothing else.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from listener.errors import ModelError
 from listener.modeldir import ModelDir
+from listener.text_tower import TextTower
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable prompt cache file %s (%s); it will be rebuilt", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class PromptBank:
@@ -24,8 +66,79 @@ class PromptBank:
         provider: str = "cpu",
         threads: int = 0,
     ) -> None:
-        raise NotImplementedError
+        self.model = model
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.precision = precision
+        self.provider = provider
+        self.threads = threads
+        self.text_model_path = model.text_model_path(precision)
+        self.model_sha256 = self._model_hash()
+        self.cache_path = self.cache_dir / f"prompts-{self.model_sha256}.json"
+        self.misses = 0  # prompts embedded by the text tower in this process
+
+    def _model_hash(self) -> str:
+        """sha256 of the text model file, memoised on disk by (path, size, mtime)."""
+        p = self.text_model_path.resolve()
+        st = p.stat()
+        memo_path = self.cache_dir / "hashes.json"
+        memo = _read_json(memo_path) or {}
+        entry = memo.get(str(p))
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return entry["sha256"]
+        digest = self.model.file_sha256(p)
+        memo[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        try:
+            _atomic_write_json(memo_path, memo)
+        except OSError as exc:
+            log.warning(
+                "cannot write %s (%s); the model hash is recomputed next start", memo_path, exc
+            )
+        return digest
+
+    def _load(self) -> dict[str, list[float]]:
+        data = _read_json(self.cache_path) or {}
+        if data.get("format") != CACHE_FORMAT or data.get("text_model_sha256") != self.model_sha256:
+            return {}
+        prompts = data.get("prompts")
+        return prompts if isinstance(prompts, dict) else {}
 
     def embed(self, prompts: list[str]) -> np.ndarray:
         """[N, D] L2-normalised, in the order given."""
-        raise NotImplementedError
+        prompts = list(prompts)
+        cached = self._load()
+        missing = list(dict.fromkeys(p for p in prompts if p not in cached))
+        if missing:
+            tower = TextTower(self.model, self.precision, self.provider, self.threads)
+            try:
+                vecs = tower.embed(missing)
+            finally:
+                tower.close()
+                del tower
+            self.misses += len(missing)
+            cached = self._load()  # another process may have added prompts meanwhile
+            for text, vec in zip(missing, vecs, strict=True):
+                cached[text] = [float(v) for v in vec]
+            try:
+                _atomic_write_json(
+                    self.cache_path,
+                    {
+                        "format": CACHE_FORMAT,
+                        "text_model_sha256": self.model_sha256,
+                        "text_model": str(self.text_model_path),
+                        "prompts": cached,
+                    },
+                )
+            except OSError as exc:
+                log.warning("cannot write prompt cache %s (%s)", self.cache_path, exc)
+        if not prompts:
+            return np.zeros((0, self.model.embedding_dim), np.float32)
+        try:
+            out = np.asarray([cached[p] for p in prompts], dtype=np.float32)
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"prompt cache {self.cache_path} is inconsistent ({exc})") from None
+        return out

@@ -1,14 +1,90 @@
-"""`listener embed`: not built yet."""
+"""`listener embed`: L2-normalised CLAP embeddings of texts or audio files, as JSON lines.
+
+For scripting and debugging (compare prompts, build example banks): one JSON
+object per input, ``{"input": ..., "embedding": [...]}``. Audio longer than the
+model's window (10 s) is embedded as its newest 10 s, like the daemon does, or
+window by window with ``--all-windows`` (each object then has ``start_s``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="(not built yet)")
+    p = sub.add_parser(
+        "embed",
+        help="print CLAP embeddings of texts or audio files (JSON lines)",
+        description="Print L2-normalised CLAP embeddings, one JSON object per input.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--text", nargs="+", metavar="T", help="texts to embed")
+    g.add_argument("--audio", nargs="+", metavar="FILE", help="audio files to embed")
+    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default="int8")
+    p.add_argument(
+        "--all-windows",
+        action="store_true",
+        help="audio: one embedding per 10-s window (from the start) instead of "
+        "the newest 10 s only",
+    )
+    p.add_argument("--threads", type=int, default=0, help="0 = physical cores")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines (the default and only format; accepted for scripts)",
+    )
     p.set_defaults(func=run)
 
 
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("embed")
+    import numpy as np
+
+    from listener.modeldir import ModelDir
+
+    model = ModelDir(args.model)
+    if args.text:
+        from listener.text_tower import TextTower
+
+        tower = TextTower(model, args.precision, threads=args.threads)
+        for text, vec in zip(args.text, tower.embed(args.text), strict=True):
+            _emit({"input": text, "embedding": [round(float(v), 7) for v in vec]})
+        return 0
+
+    from listener.audio import load_audio
+    from listener.audio_tower import AudioTower
+    from listener.logmel import LogMel
+
+    logmel = LogMel.from_config(
+        model.preprocessor_config, str(model.path / "preprocessor_config.json")
+    )
+    tower = AudioTower(model, args.precision, threads=args.threads)
+    n, sr = logmel.n_samples, logmel.sample_rate
+    for path in args.audio:
+        audio = load_audio(path)
+        if args.all_windows and audio.shape[0] > n:
+            starts = list(range(0, audio.shape[0] - n + 1, n))
+            if starts[-1] + n < audio.shape[0]:
+                starts.append(audio.shape[0] - n)  # the tail, as a full window ending at the end
+            for s in starts:
+                vec = tower.embed(logmel(audio[s : s + n])[None])[0]
+                _emit(
+                    {
+                        "input": path,
+                        "start_s": round(s / sr, 3),
+                        "embedding": [round(float(v), 7) for v in vec],
+                    }
+                )
+        else:
+            vec = tower.embed(logmel(audio)[None])[0]
+            obj = {"input": path, "embedding": [round(float(v), 7) for v in np.asarray(vec)]}
+            if args.all_windows:
+                obj["start_s"] = round(max(0, audio.shape[0] - n) / sr, 3)
+            _emit(obj)
+    return 0

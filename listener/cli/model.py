@@ -1,14 +1,133 @@
-"""`listener model`: not built yet."""
+"""`listener model export|pull|verify|info`: get a model directory and check it.
+
+Heavy imports (torch for export, onnxruntime for verify) happen inside the
+sub-commands so `listener --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="(not built yet)")
-    p.set_defaults(func=run)
+    p = sub.add_parser(
+        "model",
+        help="export, download, verify or describe a CLAP model directory",
+        description="Get a CLAP ONNX model directory (export a checkpoint or pull a published "
+        "export) and check how far its int8 towers are from fp32.",
+    )
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION")
+    p.set_defaults(func=_help(p))
+
+    e = msub.add_parser("export", help="export a transformers CLAP checkpoint to ONNX (+int8)")
+    e.add_argument("--checkpoint", required=True, help="checkpoint directory or Hugging Face id")
+    e.add_argument("--out", required=True, help="model directory to create")
+    e.add_argument("--no-quantize", action="store_true", help="write fp32 towers only")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(func=run_export)
+
+    u = msub.add_parser("pull", help="download a published ONNX export (Hugging Face hub)")
+    u.add_argument("repo_id", nargs="?", default=None, help="default Xenova/clap-htsat-unfused")
+    u.add_argument("--dir", default=None, help="destination (default models/<name>)")
+    u.add_argument("--revision", default="main")
+    u.set_defaults(func=run_pull)
+
+    v = msub.add_parser("verify", help="int8 vs fp32: embedding cosines and prompt top-1")
+    v.add_argument("dir", help="model directory")
+    v.add_argument(
+        "--audio",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="audio files (newest 10 s of each); default: generated test signals",
+    )
+    v.add_argument("--precision", default="int8", help="precision under test (default int8)")
+    v.add_argument("--reference", default="fp32", help="reference precision (default fp32)")
+    v.add_argument("--threads", type=int, default=0, help="0 = physical cores")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.set_defaults(func=run_verify)
+
+    i = msub.add_parser("info", help="what a model directory holds; --hashes checks sha256")
+    i.add_argument("dir", help="model directory")
+    i.add_argument("--hashes", action="store_true", help="check files against listener.json")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=run_info)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("model")
+def _help(p: argparse.ArgumentParser):
+    def show(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    return show
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from listener.export.exporter import export_model
+
+    export_model(
+        args.checkpoint,
+        args.out,
+        quantize=not args.no_quantize,
+        opset=args.opset,
+        force=args.force,
+        log=_err,
+    )
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from listener.pull import DEFAULT_REPO, pull
+
+    repo = args.repo_id or DEFAULT_REPO
+    pull(repo, args.dir, revision=args.revision, log=_err)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from listener.modeldir import ModelDir
+    from listener.verify import format_report, verify_model
+
+    model = ModelDir(args.dir)
+    checked = model.verify_hashes()  # a damaged file is reported before any comparison
+    report = verify_model(model, args.audio, args.precision, args.reference, args.threads)
+    report["hashes_checked"] = checked
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from listener.modeldir import ModelDir
+    from listener.verify import model_info
+
+    model = ModelDir(args.dir)
+    info = model_info(model)
+    if args.hashes:
+        checked = model.verify_hashes()
+        info["hashes_checked"] = checked
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for k, v in info.items():
+        if k == "files":
+            print("files:")
+            for name, size in v.items():
+                print(f"  {name:<36} {size / 1e6:9.1f} MB")
+        elif k == "hashes_checked":
+            msg = (
+                f"{len(v)} files match listener.json" if v else "no listener.json: nothing to check"
+            )
+            print(f"sha256: {msg}")
+        else:
+            print(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+    return 0

@@ -1,0 +1,215 @@
+"""Graph rewrites of the exported fp32 audio tower, applied once at export time and saved.
+
+Why these and not others: each was MEASURED on the full-size default ``ClapConfig``
+(same cost as clap-htsat-unfused), batch 1, with onnxruntime profiling aggregated by
+operator type (``python -m benchmarks.bench_model --profile``; numbers in
+benchmarks/README.md). Both rewrites are exact up to float rounding, so they run
+before the exporter's PyTorch check and before int8 quantisation, and the runtime
+never redoes them.
+
+1. Shifted-window attention mask (-100 -> -1e4). HTSAT's shifted Swin blocks add
+   -100 to masked attention scores; after the softmax those entries are about
+   e^-100 = 4e-44, a *denormal* float. x86 CPUs take a micro-code assist for every
+   denormal operand, and the following ``probs @ V`` MatMul became 20-200x slower
+   (25-30 ms per shifted block instead of 0.15 ms: more than half of the whole
+   int8 tower). With -1e4 the softmax underflows to exact 0; the embedding is
+   unchanged (the dropped weights were below 1e-43). The runtime also sets
+   onnxruntime's ``session.set_denormal_as_zero`` for any other denormal source.
+2. Bicubic ``Resize`` of the time axis (1001 -> 1024 frames, align_corners) becomes
+   a 4-tap ``Gather`` + ``Mul`` + ``ReduceSum`` with weights taken from onnxruntime's
+   own Resize kernel (run once on an identity matrix), so the result is the same
+   interpolation; onnxruntime's generic cubic Resize cost about 7 ms per window
+   (over 10 % of the int8 tower) for 65 k output values.
+
+Tried and NOT kept (slower or no better on this machine; see benchmarks/README.md):
+the onnxruntime transformer optimizer (``model_type='swin'``: BiasGelu +
+SkipLayerNormalization fusions), the dynamo exporter with static shapes (701 nodes
+instead of ~3,900, but slower int8 kernels), a static batch-1 graph with all shape
+arithmetic folded, and U8U8 weights (2x slower than U8S8 on VNNI hardware).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: value HTSAT puts on masked attention scores, and what we replace it with
+MASK_VALUE = -100.0
+MASK_REPLACEMENT = -1.0e4
+
+
+def _const_array(node: Any) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+    return None
+
+
+def fix_attention_mask(model: Any) -> int:
+    """Replace the -100 fill of the shifted-window masks by -1e4; returns how many."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    inits = {i.name: i for i in graph.initializer}
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Where" or len(node.input) != 3:
+            continue
+        name = node.input[1]
+        if name in consts:
+            arr = _const_array(consts[name])
+            if arr is not None and arr.size == 1 and float(arr.ravel()[0]) == MASK_VALUE:
+                for attr in consts[name].attribute:
+                    if attr.name == "value":
+                        attr.t.CopyFrom(
+                            numpy_helper.from_array(np.full_like(arr, MASK_REPLACEMENT), attr.t.name)
+                        )
+                changed += 1
+        elif name in inits:
+            arr = numpy_helper.to_array(inits[name])
+            if arr.size == 1 and float(arr.ravel()[0]) == MASK_VALUE:
+                inits[name].CopyFrom(
+                    numpy_helper.from_array(np.full_like(arr, MASK_REPLACEMENT), name)
+                )
+                changed += 1
+    return changed
+
+
+def _resize_probe(model: Any, node: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Values of the Resize node's inputs and output for ``feeds`` (runs the model once)."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    wanted = [x for x in node.input if x] + [node.output[0]]
+    have = {o.name for o in probe.graph.output}
+    for name in wanted:
+        if name not in have:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    values = sess.run(wanted, feeds)
+    return dict(zip(wanted, values, strict=True))
+
+
+def _interp_matrix(node: Any, n_in: int, n_out: int) -> np.ndarray:
+    """W [n_out, n_in] such that Resize(x)[..., t, f] == sum_s W[t, s] x[..., s, f].
+
+    Computed by onnxruntime's own Resize kernel on an identity matrix, so the
+    rewrite reproduces exactly the interpolation the exporter emitted.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+    sizes = np.array([1, 1, n_out, n_in], np.int64)
+    g = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], **attrs)],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, n_in, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(sizes, "sizes")],
+    )
+    opset = helper.make_operatorsetid("", 17)
+    m = helper.make_model(g, opset_imports=[opset], ir_version=8)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    eye = np.eye(n_in, dtype=np.float32)[None, None]
+    y = sess.run(None, {"x": eye})[0][0, 0]  # [n_out, n_in]: column s = response to x[s]
+    return y.astype(np.float64)
+
+
+def replace_time_resize(model: Any, input_shape: tuple[int, ...]) -> bool:
+    """Swap the single time-axis Resize for Gather+Mul+ReduceSum; False if not applicable."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    if len(resizes) != 1:
+        return False
+    node = resizes[0]
+    name = graph.input[0].name
+    feeds = {name: np.zeros((1, *input_shape), np.float32) - 50.0}
+    vals = _resize_probe(model, node, feeds)
+    x_shape = vals[node.input[0]].shape
+    y_shape = vals[node.output[0]].shape
+    if len(x_shape) != 4 or x_shape[:2] != y_shape[:2] or x_shape[3] != y_shape[3]:
+        return False  # resizes more than the time axis: leave it alone
+    n_in, n_out = int(x_shape[2]), int(y_shape[2])
+    w = _interp_matrix(node, n_in, n_out)
+    taps = int((np.abs(w) > 0).sum(1).max())
+    if taps > 8:
+        return False
+    idx = np.zeros((n_out, taps), np.int64)
+    wt = np.zeros((n_out, taps, 1), np.float32)
+    for t in range(n_out):
+        cols = np.flatnonzero(w[t])
+        idx[t, : len(cols)] = cols
+        wt[t, : len(cols), 0] = w[t, cols]
+    # check the rewrite on random data against the identity-probed matrix
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n_in, 8))
+    if not np.allclose((wt[..., 0] * x[idx].transpose(2, 0, 1)).sum(-1).T, w @ x, atol=1e-5):
+        return False
+    prefix = node.name or "time_resize"
+    out = node.output[0]
+    i_name, w_name = f"{prefix}/taps_index", f"{prefix}/taps_weight"
+    graph.initializer.extend(
+        [numpy_helper.from_array(idx, i_name), numpy_helper.from_array(wt, w_name)]
+    )
+    axes_name = f"{prefix}/taps_axis"
+    graph.initializer.append(numpy_helper.from_array(np.array([3], np.int64), axes_name))
+    new = [
+        helper.make_node("Gather", [node.input[0], i_name], [f"{prefix}/taps"], axis=2,
+                         name=f"{prefix}/Gather"),
+        helper.make_node("Mul", [f"{prefix}/taps", w_name], [f"{prefix}/weighted"],
+                         name=f"{prefix}/Mul"),
+        helper.make_node("ReduceSum", [f"{prefix}/weighted", axes_name], [out], keepdims=0,
+                         name=f"{prefix}/ReduceSum"),
+    ]
+    pos = list(graph.node).index(node)
+    graph.node.remove(node)
+    for k, n in enumerate(new):
+        graph.node.insert(pos + k, n)
+    return True
+
+
+def _opset(model: Any) -> int:
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            return int(op.version)
+    return 0
+
+
+def optimize_audio(path: str | Path, out_path: str | Path | None = None) -> dict[str, Any]:
+    """Rewrite the fp32 audio tower at ``path`` (in place unless ``out_path``); a summary.
+
+    The caller (the exporter) compares the result with PyTorch afterwards, so a
+    rewrite that changed the numbers would be refused there.
+    """
+    import onnx
+
+    path = Path(path)
+    out_path = Path(out_path) if out_path else path
+    model = onnx.load(str(path))
+    summary: dict[str, Any] = {"mask_constants": 0, "time_resize": False}
+    summary["mask_constants"] = fix_attention_mask(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(int(d.dim_value) for d in dims[1:])
+    if _opset(model) >= 13 and all(shape):  # ReduceSum with axes input needs opset 13
+        summary["time_resize"] = replace_time_resize(model, shape)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out_path)
+    return summary
