@@ -43,6 +43,15 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 # --- small validated types -------------------------------------------------------------
 
 
+def _at(path: str, message: str) -> ValueError:
+    """A cross-field error that belongs to one key (``path`` like ``triggers[2].name``).
+
+    pydantic reports a model validator's error at the section; the tag lets the
+    formatter point at the line of the key the user must change instead.
+    """
+    return ValueError(f"<<{path}>>{message}")
+
+
 def _unit_interval(v: float) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError("must be between 0 and 1")
@@ -125,7 +134,7 @@ class SourceConfig(Strict):
     @model_validator(mode="after")
     def _needs_path(self) -> SourceConfig:
         if self.type == "file" and self.path is None:
-            raise ValueError("a file source needs 'path' (or write source: file:PATH)")
+            raise _at("path", "is required for a file source (or write source: file:PATH)")
         return self
 
 
@@ -152,7 +161,10 @@ class AudioConfig(Strict):
     @model_validator(mode="after")
     def _hop_le_window(self) -> AudioConfig:
         if self.hop_seconds > self.window_seconds:
-            raise ValueError("hop_seconds must not exceed window_seconds")
+            raise _at(
+                "hop_seconds",
+                f"must not exceed window_seconds ({self.window_seconds}), got {self.hop_seconds}",
+            )
         return self
 
 
@@ -169,9 +181,9 @@ class TriggerDefaults(Strict):
     @model_validator(mode="after")
     def _off_le_on(self) -> TriggerDefaults:
         if self.off_threshold > self.on_threshold:
-            raise ValueError(
-                f"off_threshold ({self.off_threshold}) must not exceed "
-                f"on_threshold ({self.on_threshold})"
+            raise _at(
+                "off_threshold",
+                f"must not exceed on_threshold ({self.on_threshold}), got {self.off_threshold}",
             )
         return self
 
@@ -238,7 +250,10 @@ class TlsConfig(Strict):
     @model_validator(mode="after")
     def _cert_pair(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both or neither")
+            given, missing = (
+                ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
+            )
+            raise _at(given, f"needs {missing} too (a client certificate and its key go together)")
         return self
 
 
@@ -269,6 +284,7 @@ class MqttConfig(Strict):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     score_delta: NonNegFloat = 0.01
+    level_delta_db: NonNegFloat = 0.5
     stats_interval_seconds: PositiveFloat = 30.0
     reconnect_min_seconds: PositiveFloat = 1.0
     reconnect_max_seconds: PositiveFloat = 60.0
@@ -276,9 +292,13 @@ class MqttConfig(Strict):
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
         if self.password is not None and self.password_file is not None:
-            raise ValueError("set either password or password_file, not both")
+            raise _at("password_file", "set either password or password_file, not both")
         if self.reconnect_min_seconds > self.reconnect_max_seconds:
-            raise ValueError("reconnect_min_seconds must not exceed reconnect_max_seconds")
+            raise _at(
+                "reconnect_min_seconds",
+                f"must not exceed reconnect_max_seconds ({self.reconnect_max_seconds}), "
+                f"got {self.reconnect_min_seconds}",
+            )
         return self
 
 
@@ -303,11 +323,15 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        seen: set[str] = set()
-        for t in self.triggers:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.triggers):
             if t.name in seen:
-                raise ValueError(f"duplicate trigger name '{t.name}': names must be unique")
-            seen.add(t.name)
+                raise _at(
+                    f"triggers[{i}].name",
+                    f"duplicate trigger name '{t.name}' (already used by triggers[{seen[t.name]}]):"
+                    " names must be unique",
+                )
+            seen[t.name] = i
         return self
 
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
@@ -428,6 +452,42 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 
 _STRIP = ("Value error, ", "Assertion failed, ")
+_TAG = re.compile(r"<<([^>]*)>>")
+# pydantic's wording -> what a person editing YAML needs to read.
+_REWORD = (
+    (
+        re.compile(r"^must be a valid dictionary or instance of \w+"),
+        "must be a mapping (key: value lines)",
+    ),
+    (re.compile(r"^must be a valid dictionary"), "must be a mapping (key: value lines)"),
+    (re.compile(r"^must be a valid number.*"), "must be a number"),
+    (
+        re.compile(r"^must be a valid integer, got a number with a fractional part"),
+        "must be a whole number",
+    ),
+    (re.compile(r"^must be a valid integer.*"), "must be a whole number"),
+    (re.compile(r"^must be a valid boolean.*"), "must be true or false"),
+    (re.compile(r"^must be a valid list"), "must be a list (- item lines or [a, b])"),
+    (re.compile(r"^must be a valid string"), "must be text"),
+    (re.compile(r"^must be a valid path"), "must be a path (text)"),
+)
+
+
+def _parse_path(text: str) -> tuple[Any, ...]:
+    """``triggers[2].name`` -> ('triggers', 2, 'name')."""
+    out: list[Any] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", text):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
+
+
+def _split_tag(err: dict[str, Any]) -> dict[str, Any]:
+    """Move a ``<<path>>`` tag from a model validator's message into the error's loc."""
+    m = _TAG.search(err.get("msg", ""))
+    if not m:
+        return err
+    msg = err["msg"][: m.start()] + err["msg"][m.end() :]
+    return {**err, "msg": msg, "loc": (*err["loc"], *_parse_path(m.group(1))), "tagged": True}
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -451,8 +511,21 @@ def _message(err: dict[str, Any]) -> str:
         msg = f"must be one of {expected}"
     elif msg.startswith("Input should be"):
         msg = "must be" + msg[len("Input should be") :]
-    if "input" in err and not isinstance(err["input"], dict | list):
-        msg += f", got {err['input']!r}"
+    for pattern, text in _REWORD:
+        if pattern.match(msg):
+            msg = pattern.sub(text, msg)
+            break
+    if err.get("tagged"):
+        return msg  # cross-field messages already say what they got
+    value = err.get("input")
+    if value is None and "input" in err:
+        msg += ", got nothing (the key has no value)"
+    elif kind == "value_error" and isinstance(value, dict | list):
+        pass  # a section-level rule: its message says what is wrong
+    elif "input" in err and isinstance(value, dict | list):
+        msg += f", got a {'mapping' if isinstance(value, dict) else 'list'}"
+    elif "input" in err:
+        msg += f", got {value!r}"
     return msg
 
 
@@ -471,7 +544,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 def _format_errors(exc: ValidationError, root: Any, where: str) -> list[str]:
     lines = []
     seen = set()
-    for err in exc.errors():
+    for raw in exc.errors():
+        err = _split_tag(dict(raw))
         loc = _clean_loc(tuple(err["loc"]))
         line = _line_of(root, loc)
         text = f"{where}:{line}" if line else where
@@ -501,6 +575,25 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     cfg.mqtt.tls.key_file = fix(cfg.mqtt.tls.key_file)
     for t in cfg.triggers:
         t.examples = [fix(e) for e in t.examples]  # type: ignore[misc]
+
+
+def _path_at_line(text: str, line: int | None) -> str:
+    """Best-effort key path of the mapping keys enclosing 0-based ``line`` (for YAML errors)."""
+    if line is None:
+        return "(top level)"
+    stack: list[tuple[int, str]] = []
+    for raw in text.splitlines()[: line + 1]:
+        stripped = raw.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(raw) - len(stripped)
+        m = re.match(r"(?:- )?([A-Za-z0-9_-]+)\s*:", stripped)
+        if not m:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m.group(1)))
+    return ".".join(k for _, k in stack) or "(top level)"
 
 
 def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[str]:
@@ -544,8 +637,8 @@ def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[
             problems.append(
                 (
                     ("triggers", i, "off_threshold"),
-                    f"off_threshold ({s.off_threshold}) must not exceed on_threshold "
-                    f"({s.on_threshold}), including values inherited from 'defaults'",
+                    f"must not exceed on_threshold ({s.on_threshold}), got {s.off_threshold} "
+                    "(values this trigger does not set come from 'defaults')",
                 )
             )
     out = []
@@ -555,8 +648,31 @@ def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[
     return out
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    for c in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(c, type) and issubclass(c, BaseModel):
+            return c
+    return None
+
+
+def _drop_empty_sections(data: dict[str, Any], model: type[BaseModel]) -> None:
+    """An empty section (all of its keys commented out) means its defaults, at any depth."""
+    for key, field in model.model_fields.items():
+        if key not in data:
+            continue
+        sub = _section_model(field.annotation)
+        is_list = getattr(field.annotation, "__origin__", None) is list
+        if data[key] is None and (sub is not None or is_list) and not field.is_required():
+            del data[key]
+        elif sub is not None and isinstance(data[key], dict):
+            _drop_empty_sections(data[key], sub)
+
+
 def parse_config(
-    text: str, where: str = "config.yaml", base: Path | None = None, check_files: bool = True,
+    text: str,
+    where: str = "config.yaml",
+    base: Path | None = None,
+    check_files: bool = True,
     check_model: bool = True,
 ) -> LoadedConfig:
     """Parse and validate config text. Raises :class:`ConfigError` listing every problem."""
@@ -564,20 +680,42 @@ def parse_config(
         root = _yaml().load(io.StringIO(text))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if (
+            exc.context_mark is not None
+            and mark is not None
+            and mark.line >= len(text.splitlines())
+        ):
+            mark = exc.context_mark  # "unexpected end of stream": point where it began
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"{where}{line}: YAML syntax error: {problem}",
-            [f"{where}{line}: YAML syntax error: {problem}"],
-        ) from None
+        if exc.context and exc.problem:
+            problem = f"{exc.context}: {exc.problem}"
+        if "\\t" in problem or "\t" in problem:
+            problem += " (YAML does not allow tabs for indentation: use spaces)"
+        elif "duplicate key" in problem:
+            problem += " (each key may appear once per section)"
+        path = _path_at_line(text, mark.line if mark is not None else None)
+        entry = f"{where}{line} {path}: YAML syntax error: {problem}"
+        raise ConfigError(entry, [entry]) from None
     except Exception as exc:  # ruamel raises several unrelated types for broken input
         raise ConfigError(f"{where}: cannot parse YAML: {exc}") from None
     if root is None:
-        root = CommentedMap()
+        entry = (
+            f"{where}:1 (top level): the file is empty; it needs at least a 'triggers' list "
+            "(config.example.yaml documents every key)"
+        )
+        raise ConfigError(entry, [entry])
     if not isinstance(root, dict):
-        raise ConfigError(f"{where}:1 (top level): must be a mapping of sections, got a {type(root).__name__}")
+        kind = "list" if isinstance(root, list) else type(root).__name__
+        entry = (
+            f"{where}:1 (top level): must be a mapping of sections (model:, source:, "
+            f"triggers:, mqtt: ...), got a {kind}"
+        )
+        raise ConfigError(entry, [entry])
+    data = _plain(root)
+    _drop_empty_sections(data, Config)
     try:
-        cfg = Config.model_validate(_plain(root))
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         errors = _format_errors(exc, root, where)
         raise ConfigError("\n".join(errors), errors) from None
@@ -605,7 +743,10 @@ def load_config(
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason})") from None
     loaded = parse_config(
-        text, where=str(p), base=p.resolve().parent, check_files=check_files,
+        text,
+        where=str(p),
+        base=p.resolve().parent,
+        check_files=check_files,
         check_model=check_model,
     )
     loaded.path = p
@@ -617,7 +758,7 @@ def masked_dump(cfg: Config) -> str:
     data = cfg.model_dump(mode="json")
     if data["mqtt"].get("password"):
         data["mqtt"]["password"] = "********"
-    y = YAML(typ="safe")
+    y = YAML(typ="rt")  # keeps the schema's key order (safe sorts keys)
     y.default_flow_style = False
     buf = io.StringIO()
     y.dump(data, buf)

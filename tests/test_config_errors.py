@@ -1,0 +1,269 @@
+"""Config mistakes give exit 2 and one line per problem: file:line key.path: what is expected.
+
+The corpus in tests/configs/broken/ holds one mistake per file; its first line says
+what the error must contain (``# expect: LINE KEYPATH :: FRAGMENT``). Each file is
+checked through the real CLI in a subprocess, from a scratch directory that has a
+model dir, an example file and a directory where a file is expected (root can read
+any file, so "unreadable" is a directory in the place of a file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from ruamel.yaml import YAML
+
+from listener.__main__ import main
+from listener.config import Config, TriggerConfig, load_config, parse_config
+from listener.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKEN = sorted((Path(__file__).parent / "configs" / "broken").glob("*.yaml"))
+EXAMPLE = ROOT / "config.example.yaml"
+EXPECT = re.compile(r"^# expect: (\d+) (\S+(?: level\))?) :: (.+)$")
+
+GOOD = """\
+model:
+  dir: model
+triggers:
+  - name: alarm
+    prompts: [an alarm beeping]
+mqtt:
+  username: me
+  password: hunter2-secret
+"""
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "LISTENER_CONFIG"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "listener", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    (tmp_path / "models" / "clap-htsat-unfused").mkdir(parents=True)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "ok.wav").write_bytes(b"RIFF")
+    (tmp_path / "a_directory.wav").mkdir()
+    return tmp_path
+
+
+def test_corpus_is_big_enough():
+    assert len(BROKEN) >= 20
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_broken_config_exits_2_with_line_and_key_path(path: Path, scratch: Path, capsys):
+    m = EXPECT.match(path.read_text().splitlines()[0] if path.read_text() else "")
+    assert m, f"{path.name}: first line must be '# expect: LINE KEYPATH :: FRAGMENT'"
+    line, keypath, fragment = m.groups()
+    config = scratch / "config.yaml"
+    shutil.copy(path, config)
+    # in-process through the real CLI entry point (a subprocess per file costs ~0.5 s;
+    # the subprocess path is covered by the tests below)
+    code = main(["check-config", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith(f"{config}:{line} {keypath}: "), err
+    assert fragment in first, err
+    assert out == ""
+
+
+def test_every_problem_is_reported_one_per_line(scratch: Path):
+    (scratch / "config.yaml").write_text(
+        "audio:\n  hop_seconds: fast\n"
+        "triggers:\n  - name: a b\n    prompts: [x]\n    on_threshold: 2\n"
+        "mqtt:\n  hots: x\n  port: 0\n"
+    )
+    r = cli("check-config", "--config", "config.yaml", cwd=scratch)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    for expected in (
+        "config.yaml:2 audio.hop_seconds: must be a number",
+        "config.yaml:4 triggers[0].name: may only contain",
+        "config.yaml:6 triggers[0].on_threshold: must be between 0 and 1, got 2",
+        "config.yaml:8 mqtt.hots: unknown key; did you mean 'host'?",
+        "config.yaml:9 mqtt.port: must be greater than or equal to 1",
+    ):
+        assert any(ln.startswith(expected) for ln in lines), (expected, r.stderr)
+    assert "5 problems" in lines[-1]
+
+
+def test_valid_config_prints_resolved_config_with_secrets_masked(scratch: Path):
+    (scratch / "config.yaml").write_text(GOOD)
+    r = cli("check-config", "--config", "config.yaml", cwd=scratch)
+    assert r.returncode == 0, r.stderr
+    assert "hunter2-secret" not in r.stdout
+    assert "password: '********'" in r.stdout or 'password: "********"' in r.stdout
+    dumped = YAML(typ="safe").load(r.stdout)
+    assert dumped["model"]["dir"] == str(scratch / "model")  # relative to the file
+    assert dumped["defaults"]["on_threshold"] == 0.3  # defaults filled in
+    assert dumped["triggers"][0]["name"] == "alarm"
+
+
+def test_search_order_env_then_cwd(scratch: Path, tmp_path_factory):
+    (scratch / "config.yaml").write_text(GOOD)
+    other = tmp_path_factory.mktemp("other")
+    (other / "model").mkdir()
+    (other / "custom.yaml").write_text(GOOD.replace("alarm", "from_env"))
+    # $LISTENER_CONFIG wins over ./config.yaml
+    r = cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": str(other / "custom.yaml")})
+    assert r.returncode == 0 and "from_env" in r.stdout, r.stderr
+    # --config wins over $LISTENER_CONFIG
+    r = cli(
+        "check-config",
+        "--config",
+        "config.yaml",
+        cwd=scratch,
+        env={"LISTENER_CONFIG": str(other / "custom.yaml")},
+    )
+    assert r.returncode == 0 and "name: alarm" in r.stdout
+    # no flag, no env: ./config.yaml (when /etc/listener/config.yaml does not exist)
+    if not Path("/etc/listener/config.yaml").exists():
+        r = cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": ""})
+        assert r.returncode == 0 and "name: alarm" in r.stdout, r.stderr
+
+
+def test_missing_config_file_and_directory_give_exit_2(scratch: Path):
+    r = cli("check-config", "--config", "nope.yaml", cwd=scratch)
+    assert r.returncode == 2 and "nope.yaml does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli("check-config", "--config", "models", cwd=scratch)
+    assert r.returncode == 2 and "is a directory" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_no_config_anywhere_says_where_it_looked(tmp_path: Path):
+    if Path("/etc/listener/config.yaml").exists():  # pragma: no cover - dev machine
+        return
+    r = cli("check-config", cwd=tmp_path, env={"LISTENER_CONFIG": ""})
+    assert r.returncode == 2
+    assert "--config" in r.stderr and "LISTENER_CONFIG" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_with_a_broken_config_exits_2_without_traceback(scratch: Path):
+    shutil.copy(BROKEN[0], scratch / "config.yaml")
+    r = cli("run", "--config", "config.yaml", cwd=scratch)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "config.yaml:" in r.stderr
+
+
+def test_run_without_triggers_exits_2(scratch: Path):
+    (scratch / "config.yaml").write_text("model:\n  dir: model\nmqtt:\n  enabled: false\n")
+    r = cli("run", "--config", "config.yaml", cwd=scratch)
+    assert r.returncode == 2, r.stderr
+    assert "no triggers configured" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_empty_sections_mean_defaults():
+    cfg = parse_config(
+        "model:\nmqtt:\n  tls:\ntriggers:\n  - {name: a, prompts: [x]}\n", check_files=False
+    ).config
+    assert cfg.mqtt.tls.enabled is False and cfg.model.precision == "int8"
+
+
+def test_duplicate_trigger_points_at_the_duplicate():
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            "triggers:\n  - {name: a, prompts: [x]}\n  - {name: b, prompts: [x]}\n"
+            "  - {name: a, prompts: [y]}\n",
+            check_files=False,
+        )
+    assert info.value.errors == [
+        "config.yaml:4 triggers[2].name: duplicate trigger name 'a' (already used by "
+        "triggers[0]): names must be unique"
+    ]
+
+
+# --- config.example.yaml ---------------------------------------------------------------
+
+
+def test_example_config_is_valid():
+    loaded = load_config(EXAMPLE, check_model=False)
+    cfg = loaded.config
+    assert cfg.model.dir == ROOT / "models" / "clap-htsat-unfused"
+    assert len(cfg.triggers) >= 2
+    # the only thing it may lack in a fresh clone is the model (script/run pulls it)
+    try:
+        load_config(EXAMPLE)
+    except ConfigError as exc:
+        assert all("model.dir" in e for e in exc.errors), exc.errors
+
+
+def _schema_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        ann = field.annotation
+        sub = None
+        for c in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(c, type) and issubclass(c, BaseModel):
+                sub = c
+        if name == "triggers":
+            sub = TriggerConfig
+            path += "[0]"
+        out.append(path)
+        if sub is not None:
+            out += _schema_paths(sub, path + ".")
+    return out
+
+
+def _uncommented_example() -> object:
+    """The example with every '# key: value' line switched on."""
+    text = EXAMPLE.read_text()
+    on = re.sub(r"(?m)^(\s*)# ([a-z_]+:(?: .*)?)$", r"\1\2", text)
+    return YAML(typ="safe").load(on)
+
+
+def test_example_config_documents_every_key():
+    doc = _uncommented_example()
+    missing = []
+    for path in _schema_paths(Config):
+        node = doc
+        for part in re.findall(r"[a-z_]+|\[\d+\]", path):
+            if part.startswith("["):
+                node = node[int(part[1:-1])] if isinstance(node, list) else None
+            else:
+                node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+            if node is KeyError:
+                missing.append(path)
+                break
+    assert not missing, f"config.example.yaml does not mention: {missing}"
+
+
+def test_example_config_states_the_real_defaults():
+    """Every '# key: value' default in the example equals the schema's default."""
+    doc = _uncommented_example()
+    defaults = Config().model_dump(mode="json")
+    checked = 0
+    for section in ("model", "audio", "defaults", "clips", "logging"):
+        for key, value in doc[section].items():
+            if value is not None and key in defaults[section]:
+                if section == "model" and key == "dir":
+                    continue
+                assert defaults[section][key] == value, (section, key)
+                checked += 1
+    for key in ("port", "keepalive", "score_delta", "stats_interval_seconds"):
+        assert doc["mqtt"][key] == defaults["mqtt"][key]
+        checked += 1
+    assert checked >= 20

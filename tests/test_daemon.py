@@ -1,0 +1,409 @@
+"""`listener run` as a real process: file source, real mosquitto, signals, restarts.
+
+Each test starts the daemon with ``python -m listener run`` on a generated stream
+(tests/hearing/sounds.py) and the small trained hearing model, so triggers really
+fire on the sounds they describe. Logs go to a file the test polls (JSON lines:
+stderr is not a TTY). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from listener.audio import write_wav
+from tests.hearing import sounds
+
+DEVICE = "testdev"
+BASE = f"listener/{DEVICE}"
+# Scores of the hearing model: a window holding the sound scores ~0.9 against its
+# caption, background and the other classes ~0.5 or less (tests/assets/hearing_model/
+# README.md, "cosine regime"); these settings fire within a window or two.
+DEFAULTS = (
+    "defaults:\n  on_threshold: 0.75\n  off_threshold: 0.6\n  on_windows: 1\n"
+    "  off_seconds: 1.0\n  cooldown_seconds: 0.0\n  margin: 0.0\n"
+)
+PROMPTS = {"alarm": "an alarm beeping", "siren": "a siren wailing"}
+
+
+def trigger(name: str) -> str:
+    return f"  - name: {name}\n    prompts: [{PROMPTS[name]}]\n"
+
+
+def write_config(
+    d: Path, model: Path, port: int, triggers: list[str], source: str, hop: float = 1.0
+) -> Path:
+    cfg = d / "config.yaml"
+    cfg.write_text(
+        f"model:\n  dir: {model}\n"
+        f"source:\n{source}"
+        f"audio:\n  hop_seconds: {hop}\n"
+        + DEFAULTS
+        + "triggers:\n"
+        + "".join(trigger(t) for t in triggers)
+        + f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n  device_id: {DEVICE}\n"
+        "  reconnect_min_seconds: 0.1\n  reconnect_max_seconds: 0.5\n  keepalive: 10\n"
+        "  stats_interval_seconds: 2\n"
+        "logging:\n  level: info\n"
+        "state_dir: state\n"
+    )
+    return cfg
+
+
+def file_source(path: str, realtime: bool) -> str:
+    return f"  type: file\n  path: {path}\n  realtime: {str(realtime).lower()}\n"
+
+
+def make_stream(d: Path, name: str, events: list[tuple[str, float]], seconds: float) -> str:
+    audio, _ = sounds.stream(events, seconds, seed=sounds.FRESH_SEED_BASE + 77, snr_db=25.0)
+    write_wav(d / name, audio)
+    return name
+
+
+class Proc:
+    """A `listener run` subprocess whose JSON log lines land in a file."""
+
+    def __init__(self, d: Path, tag: str = "daemon") -> None:
+        self.log_path = d / f"{tag}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in wait()
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTENER_CONFIG")}
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "listener", "run", "--config", "config.yaml"],
+            cwd=d,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"event": raw})
+        return out
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pred: Callable[[dict[str, Any]], bool], timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            hit = next((ln for ln in self.lines() if pred(ln)), None)
+            if hit is not None:
+                return hit
+            if self.p.poll() is not None:
+                hit = next((ln for ln in self.lines() if pred(ln)), None)
+                if hit is not None:
+                    return hit
+                raise AssertionError(
+                    f"daemon exited {self.p.returncode} before {what}:\n" + self.text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n{self.text()[-3000:]}")
+            time.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        self.p.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.p.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.wait(10)
+
+
+@pytest.fixture
+def procs():
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+def event_msgs(sub, trigger: str, kind: str | None = None) -> list[dict[str, Any]]:
+    out = []
+    for m in sub.on(f"{BASE}/{trigger}/event"):
+        d = json.loads(m.payload)
+        if kind is None or d["event_type"] == kind:
+            out.append(d)
+    return out
+
+
+def spool_count(d: Path) -> int:
+    db = sqlite3.connect(d / "state" / "spool.sqlite3")
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_file_source_delivers_events_then_exits_0(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
+    wav = make_stream(tmp_path, "alarm.wav", [("alarm", 6.0), ("alarm", 20.0)], 30.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    p = Proc(tmp_path)
+    procs.append(p)
+    assert p.wait(90) == 0, p.text()[-3000:]
+    # every event the log reported was delivered before exit, ends included
+    logged = [ln for ln in p.lines() if ln.get("event") in ("event start", "event end")]
+    assert any(ln["event"] == "event start" for ln in logged), p.text()[-3000:]
+    ids = {(ln["event"].split()[1], ln["id"]) for ln in logged}
+    sub.wait_for(
+        lambda ms: {(d["event_type"], d["id"]) for d in event_msgs(sub, "alarm")} >= ids,
+        10,
+        "every logged event on MQTT",
+    )
+    assert spool_count(tmp_path) == 0
+    last = sub.on(f"{BASE}/availability")[-1]
+    assert last.text == "offline"
+    assert "Traceback" not in p.text()
+
+
+def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    sub = mqtt_subscriber(mosquitto, f"{BASE}/#", "homeassistant/#")
+    # sirens all along, paced like a microphone: only a trigger for them can fire
+    wav = make_stream(tmp_path, "sirens.wav", [("siren", float(t)) for t in range(2, 58, 3)], 60.0)
+    src = file_source(wav, True)
+    cfg = write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], src, hop=0.5)
+    good = cfg.read_text()
+    p = Proc(tmp_path)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "listening", 60, "listening")
+    sub.wait_topic(f"{BASE}/availability", 10, lambda m: m.text == "online")
+    siren_cfg = f"homeassistant/event/{DEVICE}/siren_event/config"
+    assert not sub.on(siren_cfg)
+
+    # 1. a broken file: rejected, the log says why, the daemon keeps running the old one
+    cfg.write_text(good.replace("on_threshold: 0.75", "on_threshold: 1.7"))
+    p.signal(signal.SIGHUP)
+    hit = p.wait_log(lambda ln: "reload rejected" in ln.get("event", ""), 20, "rejection")
+    assert any(
+        "defaults.on_threshold: must be between 0 and 1, got 1.7" in e for e in hit["errors"]
+    ), hit
+    assert p.p.poll() is None
+    assert not sub.on(siren_cfg)
+
+    # 2. a valid file with a new trigger: discovery for it, then its events
+    cfg.write_text(good.replace(trigger("alarm"), trigger("alarm") + trigger("siren")))
+    p.signal(signal.SIGHUP)
+    p.wait_log(lambda ln: ln.get("event") == "config reloaded", 20, "reload")
+    sub.wait_topic(siren_cfg, 10, lambda m: bool(m.payload))
+    sub.wait_for(lambda ms: event_msgs(sub, "siren", "start"), 30, "a siren event")
+    assert not event_msgs(sub, "alarm")  # the unchanged trigger never fired on sirens
+
+    # 3. a reload that changes only another trigger: the active siren keeps its state
+    #    (no end, no second start)
+    cfg.write_text(
+        good.replace(
+            trigger("alarm"),
+            trigger("alarm").replace("beeping", "beeping loudly") + trigger("siren"),
+        )
+    )
+    p.signal(signal.SIGHUP)
+    p.wait_log(
+        lambda ln: ln.get("event") == "config reloaded" and ln.get("changed") == ["alarm"],
+        20,
+        "second reload",
+    )
+    stats_seen = len(sub.on(f"{BASE}/stats"))
+    sub.wait_for(lambda ms: len(sub.on(f"{BASE}/stats")) >= stats_seen + 2, 10, "more windows")
+    assert len(event_msgs(sub, "siren", "start")) == 1
+    assert not event_msgs(sub, "siren", "end")
+
+    # 4. SIGTERM: exit 0, the open siren event ended and delivered, offline published
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0, p.text()[-3000:]
+    starts = {d["id"] for d in event_msgs(sub, "siren", "start")}
+    sub.wait_for(
+        lambda ms: {d["id"] for d in event_msgs(sub, "siren", "end")} >= starts,
+        10,
+        "an end for every start",
+    )
+    sub.wait_topic(f"{BASE}/availability", 10, lambda m: m.text == "offline")
+    assert sub.on(f"{BASE}/availability")[-1].text == "offline"
+    assert spool_count(tmp_path) == 0
+    assert "Traceback" not in p.text()
+
+
+def test_events_spooled_while_broker_is_down_survive_sigkill(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    sub = mqtt_subscriber(mosquitto, f"{BASE}/+/event")  # persistent session, QoS 1
+    mosquitto.stop()
+    wav = make_stream(tmp_path, "alarm.wav", [("alarm", 1.0), ("alarm", 4.0)], 30.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, True))
+    p = Proc(tmp_path, "first")
+    procs.append(p)
+    started = p.wait_log(lambda ln: ln.get("event") == "event start", 60, "an event start")
+    deadline = time.monotonic() + 10
+    while spool_count(tmp_path) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spool_count(tmp_path) >= 1
+    p.signal(signal.SIGKILL)
+    p.wait(10)
+
+    # broker back, daemon restarted on silence: the spooled event arrives, same id
+    mosquitto.start()
+    quiet = make_stream(tmp_path, "quiet.wav", [], 12.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(quiet, False))
+    p2 = Proc(tmp_path, "second")
+    procs.append(p2)
+    assert p2.wait(60) == 0, p2.text()[-3000:]
+    sub.wait_for(
+        lambda ms: any(d["id"] == started["id"] for d in event_msgs(sub, "alarm", "start")),
+        15,
+        "the spooled start event",
+    )
+    assert spool_count(tmp_path) == 0
+
+
+def test_switch_off_survives_a_daemon_restart(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
+    quiet = make_stream(tmp_path, "quiet.wav", [], 60.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(quiet, True))
+    p = Proc(tmp_path, "first")
+    procs.append(p)
+    sub.wait_topic(f"{BASE}/alarm/enabled", 60, lambda m: m.text == "ON")
+    sub.publish(f"{BASE}/alarm/enabled/set", "OFF")
+    p.wait_log(lambda ln: ln.get("event") == "trigger switched", 10, "the switch")
+    sub.wait_topic(f"{BASE}/alarm/enabled", 10, lambda m: m.text == "OFF")
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0
+
+    # restart on alarms: the trigger stays off (no events) and says so
+    n_before = len(sub.on(f"{BASE}/alarm/enabled"))
+    wav = make_stream(tmp_path, "alarm.wav", [("alarm", 3.0), ("alarm", 12.0)], 20.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    p2 = Proc(tmp_path, "second")
+    procs.append(p2)
+    assert p2.wait(60) == 0, p2.text()[-3000:]
+    msgs = sub.wait_for(
+        lambda ms: sub.on(f"{BASE}/alarm/enabled")[n_before:], 10, "enabled state after restart"
+    )
+    assert all(m.text == "OFF" for m in msgs)
+    assert not event_msgs(sub, "alarm")
+    assert not any(ln.get("event") == "event start" for ln in p2.lines())
+
+
+# --- user mistakes at start-up: exit 2, one clear line, no traceback ---------------------
+
+
+def run_once(d: Path, config: str) -> subprocess.CompletedProcess:
+    (d / "config.yaml").write_text(config)
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTENER_CONFIG")}
+    return subprocess.run(
+        [sys.executable, "-m", "listener", "run", "--config", "config.yaml"],
+        cwd=d,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_broken_model_dir_exits_2(tmp_path: Path):
+    (tmp_path / "empty_model").mkdir()
+    r = run_once(
+        tmp_path,
+        "model:\n  dir: empty_model\nsource: mic\n"
+        "triggers:\n  - {name: a, prompts: [an alarm beeping]}\nmqtt:\n  enabled: false\n"
+        "state_dir: state\n",
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "empty_model" in r.stderr and "listener model pull" in r.stderr
+
+
+def test_missing_audio_device_exits_2(tmp_path: Path, hearing_model_dir: Path):
+    r = run_once(
+        tmp_path,
+        f"model:\n  dir: {hearing_model_dir}\n"
+        "source:\n  type: mic\n  device: no-such-microphone-4711\n"
+        "triggers:\n  - {name: a, prompts: [an alarm beeping]}\nmqtt:\n  enabled: false\n"
+        "state_dir: state\n",
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("listener: ")
+
+
+# --- logging -----------------------------------------------------------------------------
+
+
+class _Tty:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_log_format_console_on_a_terminal_json_under_systemd_or_a_pipe():
+    from listener.logs import choose_format
+
+    assert choose_format("auto", _Tty(True), {}) == "console"
+    assert choose_format("auto", _Tty(False), {}) == "json"
+    assert choose_format("auto", _Tty(True), {"JOURNAL_STREAM": "8:123"}) == "json"
+    assert choose_format("auto", _Tty(True), {"INVOCATION_ID": "abc"}) == "json"
+    assert choose_format("console", _Tty(False), {}) == "console"
+    assert choose_format("json", _Tty(True), {}) == "json"
+
+
+def test_stdlib_logging_goes_through_structlog_as_json_with_the_level_applied():
+    import io
+    import logging
+
+    from listener.logs import get_logger, setup_logging
+
+    buf = io.StringIO()
+    try:
+        assert setup_logging("warning", "json", stream=buf) == "json"
+        logging.getLogger("paho.mqtt.client").warning("broker %s gone", "b1")
+        logging.getLogger("paho.mqtt.client").info("hidden")
+        get_logger("listener.test").info("hidden too")
+        get_logger("listener.test").error("kept", trigger="alarm")
+        lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    finally:
+        setup_logging("info", "auto")
+    assert [ln["event"] for ln in lines] == ["broker b1 gone", "kept"]
+    assert lines[0]["logger"] == "paho.mqtt.client" and lines[0]["level"] == "warning"
+    assert lines[1]["trigger"] == "alarm" and "timestamp" in lines[1]
+
+
+def test_file_source_with_broker_down_spools_and_exits_0(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, procs
+):
+    mosquitto.stop()
+    wav = make_stream(tmp_path, "alarm.wav", [("alarm", 2.0)], 12.0)
+    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    p = Proc(tmp_path)
+    procs.append(p)
+    t0 = time.monotonic()
+    assert p.wait(60) == 0, p.text()[-3000:]
+    assert time.monotonic() - t0 < 30  # the flush wait is bounded
+    assert spool_count(tmp_path) == 2  # the start and its end, kept for the next start
+    assert any("broker not reachable" in ln.get("event", "") for ln in p.lines())
+    assert "Traceback" not in p.text()
