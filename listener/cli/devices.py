@@ -1,14 +1,43 @@
-"""`listener devices`: not built yet."""
+"""`listener devices`: list the audio input devices PortAudio sees (for source.device)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="(not built yet)")
+    p = sub.add_parser("devices", help="list audio input devices (for source.device)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("devices")
+    from listener.sources import import_sounddevice, input_devices
+
+    sd = import_sounddevice()
+    devices = input_devices(sd)
+    if not devices:
+        print(
+            "listener: PortAudio finds no input device (no microphone connected, or no "
+            "permission: add the user to the 'audio' group). A file or stdin source still "
+            "works: source: file:PATH or source: stdin",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        default = sd.default.device[0]
+    except Exception:
+        default = None
+    try:
+        apis = [a["name"] for a in sd.query_hostapis()]
+    except Exception:
+        apis = []
+    print("index  default  channels  rate     name (host API)")
+    for i, d in devices:
+        h = d.get("hostapi")
+        api = apis[h] if isinstance(h, int) and h < len(apis) else ""
+        mark = "*" if i == default else ""
+        print(f"{i:>5}  {mark:^7}  {d['max_input_channels']:>8}  {int(d['default_samplerate']):>6}"
+              f"   {d['name']}" + (f" ({api})" if api else ""))
+    print("\nUse the index or (part of) the name as source.device in the config.")
+    return 0

@@ -1,14 +1,91 @@
-"""`listener enroll`: not built yet."""
+"""`listener enroll NAME`: record or cut an example clip for a trigger's ``examples``.
+
+An example is how a user says "OUR doorbell": its audio-tower embedding becomes a
+prototype the trigger matches against. Record it from the microphone
+(``--seconds N``) or cut it from a recording (``--from FILE --start S --end E``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
+
+import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("enroll", help="(not built yet)")
+    p = sub.add_parser(
+        "enroll",
+        help="record (or cut from a file) an example clip for a trigger",
+        description="Record NAME.wav from the microphone, or cut it from a file, for use in a "
+        "trigger's 'examples' list.",
+    )
+    p.add_argument("name", metavar="NAME", help="name of the example (file NAME.wav)")
+    p.add_argument("--seconds", type=float, help="record this many seconds from the microphone")
+    p.add_argument("--out", metavar="FILE", help="output WAV (default: NAME.wav)")
+    p.add_argument("--from", dest="src", metavar="FILE", help="cut the example from this file")
+    p.add_argument("--start", type=float, help="start of the cut, seconds (with --from)")
+    p.add_argument("--end", type=float, help="end of the cut, seconds (with --from)")
+    p.add_argument("--config", "-c", help="config file (for source.device when recording)")
+    p.add_argument("--device", help="input device index or name (overrides the config)")
     p.set_defaults(func=run)
 
 
+def _record(seconds: float, device: str | int | None) -> np.ndarray:
+    from listener.sources import MicSource
+
+    mic = MicSource(device)
+    mic.open()
+    need = round(seconds * 48000)
+    got: list[np.ndarray] = []
+    n = 0
+    print(f"recording {seconds:g} s from {mic.description} ...")
+    try:
+        for block in mic.blocks():
+            got.append(block)
+            n += block.size
+            if n >= need:
+                break
+    finally:
+        mic.close()
+    return np.concatenate(got)[:need] if got else np.zeros(0, np.float32)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("enroll")
+    from listener.audio import level_dbfs, load_audio, write_wav
+    from listener.errors import UserError
+    from listener.triggers import MIN_EXAMPLE_SECONDS
+
+    if not re.match(r"^[A-Za-z0-9_.-]+$", args.name):
+        raise UserError(f"enroll: NAME {args.name!r} may only contain letters, digits, "
+                        "'_', '-' and '.' (it becomes a file name)")
+    out = Path(args.out) if args.out else Path(f"{args.name}.wav")
+    if args.src:
+        if args.seconds is not None:
+            raise UserError("enroll: use either --seconds (microphone) or --from FILE, not both")
+        if args.start is not None and args.end is not None and args.end <= args.start:
+            raise UserError(f"enroll: --end ({args.end}) must be after --start ({args.start})")
+        audio = load_audio(args.src, args.start, args.end)
+    else:
+        if args.seconds is None:
+            raise UserError("enroll: give --seconds N to record from the microphone, "
+                            "or --from FILE --start S --end E to cut from a file")
+        if args.seconds <= 0:
+            raise UserError(f"enroll: --seconds must be positive, got {args.seconds}")
+        device: str | int | None = args.device
+        if device is None and args.config:
+            from listener.config import load_config
+
+            device = load_config(args.config, check_files=False).config.source.device
+        audio = _record(args.seconds, device)
+    secs = audio.size / 48000
+    if secs < MIN_EXAMPLE_SECONDS:
+        raise UserError(f"enroll: the example is only {secs:.2f} s; it must be at least "
+                        f"{MIN_EXAMPLE_SECONDS} s of the sound")
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(out, audio)
+    print(f"wrote {out} ({secs:.2f} s, level {level_dbfs(audio):.1f} dBFS); use it in a "
+          f"trigger:\n  examples: [{out}]")
+    return 0

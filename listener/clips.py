@@ -1,0 +1,128 @@
+"""Event clips: a WAV per event, from ``pre_seconds`` before its start to ``post_seconds``
+after its end, named by event id, with retention by age and total size.
+
+The recorder pulls audio from the ring buffer on the processing thread (never in
+the audio callback). At the start it copies what the ring still holds from the
+clip's first sample, then accumulates new audio as it arrives, so a clip may be
+longer than the ring. A clip is capped at ``MAX_CLIP_SECONDS`` to bound memory.
+The end event names the clip path at once; the file is written as soon as the
+audio up to ``end + post_seconds`` has arrived (or at end of stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from listener.audio import SAMPLE_RATE, write_wav
+from listener.config import ClipsConfig
+from listener.ringbuffer import RingBuffer
+
+MAX_CLIP_SECONDS = 120.0
+
+
+@dataclass
+class _Clip:
+    path: Path
+    first: int  # absolute sample of the clip's first sample
+    next: int  # next absolute sample to pull
+    chunks: list[np.ndarray] = field(default_factory=list)
+    size: int = 0
+    until: int | None = None  # absolute end sample once the event ended
+
+
+class ClipRecorder:
+    def __init__(self, cfg: ClipsConfig, directory: Path, rate: int = SAMPLE_RATE) -> None:
+        self.cfg = cfg
+        self.dir = Path(directory)
+        self.rate = rate
+        self.max_samples = int(MAX_CLIP_SECONDS * rate)
+        self._open: dict[str, _Clip] = {}
+        self.written: list[Path] = []
+
+    @property
+    def pre_samples(self) -> int:
+        return round(self.cfg.pre_seconds * self.rate)
+
+    @property
+    def post_samples(self) -> int:
+        return round(self.cfg.post_seconds * self.rate)
+
+    def begin(self, event_id: str, sound_start: int, ring: RingBuffer) -> None:
+        first = max(0, sound_start - self.pre_samples, ring.oldest)
+        self._open[event_id] = _Clip(self.dir / f"{event_id}.wav", first, first)
+        self.pull(ring)
+
+    def end(self, event_id: str, sound_end: int, ring: RingBuffer) -> Path | None:
+        clip = self._open.get(event_id)
+        if clip is None:
+            return None
+        clip.until = sound_end + self.post_samples
+        self.pull(ring)
+        return clip.path
+
+    def pull(self, ring: RingBuffer) -> None:
+        """Append newly arrived audio to every open clip; write the finished ones."""
+        total = ring.total
+        for eid, clip in list(self._open.items()):
+            stop = total if clip.until is None else min(total, clip.until)
+            room = self.max_samples - clip.size
+            stop = min(stop, clip.next + max(0, room))
+            if stop > clip.next:
+                start = max(clip.next, ring.oldest)
+                data = ring.read(start, stop)
+                clip.chunks.append(data)
+                clip.size += data.size
+                clip.next = stop
+            full = clip.size >= self.max_samples
+            if clip.until is not None and (clip.next >= clip.until or full):
+                self._write(eid)
+
+    def flush(self) -> None:
+        """End of stream: write every clip with the audio there is."""
+        for eid in list(self._open):
+            self._write(eid)
+
+    def _write(self, eid: str) -> None:
+        clip = self._open.pop(eid)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        audio = np.concatenate(clip.chunks) if clip.chunks else np.zeros(0, np.float32)
+        tmp = clip.path.with_suffix(".tmp.wav")
+        write_wav(tmp, audio, self.rate)
+        tmp.replace(clip.path)
+        self.written.append(clip.path)
+        self.retention()
+
+    def retention(self, now: float | None = None) -> list[Path]:
+        """Delete clips older than max_age_days, then the oldest until under max_total_mb."""
+        now = time.time() if now is None else now
+        removed: list[Path] = []
+        try:
+            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.dir.glob("*.wav")
+                     if not p.name.endswith(".tmp.wav")]
+        except OSError:
+            return removed
+        files.sort()
+        max_age = self.cfg.max_age_days * 86400.0
+        budget = self.cfg.max_total_mb * 1024 * 1024
+        keep = []
+        for mtime, size, p in files:
+            if now - mtime > max_age:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+            else:
+                keep.append((mtime, size, p))
+        total = sum(s for _, s, _ in keep)
+        for _mtime, size, p in keep:
+            if total <= budget:
+                break
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+            total -= size
+        return removed

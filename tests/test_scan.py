@@ -1,0 +1,131 @@
+"""`listener scan` as a user runs it: a subprocess, real files, exit codes, output shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 48000
+EVENT_KEYS = {"type", "id", "trigger", "score", "peak_score", "match", "window_start",
+              "window_end", "time", "model", "clip", "details"}
+
+
+def listener(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "listener", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def noise(seconds: float, rate: int = SR, channels: int = 1, seed: int = 0) -> np.ndarray:
+    x = 0.03 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))
+    return x.astype(np.float32)
+
+
+def write_config(tmp_path: Path, model_dir: Path, triggers: str) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"model:\n  dir: {model_dir}\n  precision: int8\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"source: file:{tmp_path / 'gone.wav'}\n"  # ignored by scan, even when missing
+        "defaults:\n  on_threshold: 0.5\n  off_threshold: 0.4\n  margin: 0.0\n"
+        f"triggers:\n{triggers}"
+    )
+    return cfg
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    p = tmp_path / "ours.wav"
+    sf.write(p, noise(2.0, seed=3)[:, 0], SR)
+    return p
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.startswith("listener: ")
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_missing_and_undecodable_files(tmp_path, tiny_model_dir):
+    cfg = write_config(tmp_path, tiny_model_dir, "  - name: t\n    prompts: [a dog]\n")
+    assert_clean_error(listener("scan", tmp_path / "nope.wav", "--config", cfg, cwd=tmp_path),
+                       "nope.wav does not exist")
+    bad = tmp_path / "broken.flac"
+    bad.write_bytes(b"\x00\x01garbage" * 500)
+    assert_clean_error(listener("scan", bad, "--config", cfg, cwd=tmp_path),
+                       "cannot decode", "broken.flac")
+
+
+def test_short_example_is_a_clear_error(tmp_path, tiny_model_dir):
+    short = tmp_path / "blip.wav"
+    sf.write(short, noise(0.2)[:, 0], SR)
+    cfg = write_config(tmp_path, tiny_model_dir, f"  - name: t\n    examples: [{short}]\n")
+    audio = tmp_path / "a.wav"
+    sf.write(audio, noise(3.0)[:, 0], SR)
+    assert_clean_error(listener("scan", audio, "--config", cfg, cwd=tmp_path),
+                       "blip.wav is only 0.20 s long", "at least 0.5 s", "listener enroll")
+
+
+def test_jsonl_scores_and_events_of_a_441k_stereo_flac(tmp_path, tiny_model_dir, example):
+    cfg = write_config(
+        tmp_path, tiny_model_dir,
+        f"  - name: ours\n    examples: [{example}]\n"
+        "  - name: dog\n    prompts: [a dog barking]\n    on_threshold: 1.0\n",
+    )
+    audio = tmp_path / "stereo.flac"
+    sf.write(audio, noise(4.0, rate=44100, channels=2, seed=3), 44100)
+    r = listener("scan", audio, "--config", cfg, "--jsonl", "--scores", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(s) for s in r.stdout.splitlines()]
+    scores = [d for d in lines if d["type"] == "scores"]
+    events = [d for d in lines if d["type"] != "scores"]
+    assert [d["window_end"] for d in scores] == [1.0, 2.0, 3.0, 4.0]
+    assert all(set(d) == {"type", "window_start", "window_end", "level_dbfs", "scores"}
+               for d in scores)
+    assert all(set(d["scores"]) == {"ours", "dog"} for d in scores)
+    assert [d["type"] for d in events] == ["start", "end"]
+    start, end = events
+    assert set(start) == EVENT_KEYS and set(end) == EVENT_KEYS | {"duration"}
+    assert start["id"] == end["id"] and start["match"] == "ours.wav"
+    assert start["window_end"] == 1.0 and end["duration"] == pytest.approx(4.0)
+    assert "4.0 s scanned, 1 event(s)" in r.stderr
+
+
+def test_timeline_and_no_events_exit_zero(tmp_path, tiny_model_dir):
+    cfg = write_config(tmp_path, tiny_model_dir,
+                       "  - name: dog\n    prompts: [a dog barking]\n    on_threshold: 1.0\n")
+    audio = tmp_path / "quiet16k.wav"
+    sf.write(audio, noise(2.5, rate=16000)[:, 0], 16000)
+    r = listener("scan", audio, "--config", cfg, "--scores", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("00:00:01.0") and "dog=" in out[0] and "dBFS" in out[0]
+    assert "2.5 s scanned, 0 event(s), 3 windows" in out[-1]
+
+
+def test_config_without_triggers(tmp_path, tiny_model_dir):
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text(f"model:\n  dir: {tiny_model_dir}\n")
+    audio = tmp_path / "a.wav"
+    sf.write(audio, noise(1.0)[:, 0], SR)
+    assert_clean_error(listener("scan", audio, "--config", cfg, cwd=tmp_path),
+                       "defines no triggers")
+
+
+def test_enroll_cuts_an_example_from_a_file(tmp_path):
+    src = tmp_path / "long.wav"
+    sf.write(src, noise(5.0, rate=44100, channels=2)[:, :], 44100)
+    r = listener("enroll", "door", "--from", src, "--start", "1", "--end", "3.5",
+                 "--out", tmp_path / "ex" / "door.wav", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data, rate = sf.read(tmp_path / "ex" / "door.wav")
+    assert rate == SR and abs(len(data) / SR - 2.5) < 0.01
+    r = listener("enroll", "door", "--from", src, "--start", "1", "--end", "1.2", cwd=tmp_path)
+    assert_clean_error(r, "only 0.20 s")
+    assert_clean_error(listener("enroll", "door", cwd=tmp_path), "--seconds N")
