@@ -1,14 +1,80 @@
-"""`listener bench`: not built yet."""
+"""`listener bench`: per-window latency, sustainable hop, peak RSS, provider and ISA.
+
+Run it on the target device (Raspberry Pi, Jetson, a NUC) before choosing
+``audio.hop_seconds``: it measures the daemon's own per-window path (streaming
+log-mel + the audio tower session) on generated audio. See listener/bench.py.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="(not built yet)")
+    p = sub.add_parser(
+        "bench",
+        help="measure per-window latency, the shortest sustainable hop and memory on this device",
+        description="Measure the per-window work of the daemon (log-mel of one hop + the "
+        "audio tower) on generated audio: latency, shortest hop sustainable with 50%% "
+        "headroom, peak RSS, execution provider and CPU instruction set.",
+    )
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model directory (default: model.dir of --config / the found config, else "
+        "models/clap-htsat-unfused)",
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="take model settings from this config")
+    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), help="default: config or int8")
+    p.add_argument(
+        "--provider", choices=("cpu", "cuda", "tensorrt"), help="default: config or cpu"
+    )
+    p.add_argument("--threads", type=int, help="intra-op threads; 0 = physical cores")
+    p.add_argument("--runs", type=int, default=20, help="windows to time (default 20)")
+    p.add_argument("--hop", type=float, default=1.0, metavar="S", help="hop in seconds (1.0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
+def _model_settings(args: argparse.Namespace) -> tuple[str, str, str, int]:
+    from listener.config import ModelConfig
+
+    mc = ModelConfig()
+    if args.config or not args.model:
+        from listener.config import load_config
+        from listener.errors import UserError
+
+        try:
+            mc = load_config(args.config, check_files=False, check_model=False).config.model
+        except UserError:
+            if args.config:
+                raise  # an explicit config must be valid; a missing default one is fine
+    model = args.model or str(mc.dir)
+    precision = args.precision or mc.precision
+    provider = args.provider or mc.provider
+    threads = mc.threads if args.threads is None else args.threads
+    return model, precision, provider, threads
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bench")
+    from listener.bench import format_bench, run_bench
+    from listener.errors import UserError
+
+    if args.runs < 1:
+        raise UserError("--runs must be at least 1")
+    if args.hop <= 0:
+        raise UserError("--hop must be a positive number of seconds")
+    if args.threads is not None and args.threads < 0:
+        raise UserError("--threads must be 0 (physical cores) or more")
+    model, precision, provider, threads = _model_settings(args)
+    result = run_bench(
+        model, precision=precision, provider=provider, threads=threads, runs=args.runs,
+        hop_s=args.hop,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        sys.stdout.write(format_bench(result) + "\n")
+    return 0

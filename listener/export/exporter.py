@@ -276,6 +276,9 @@ def export_model(
         # ---- audio ----
         apath = tmp / "onnx" / "audio_model.onnx"
         _export_audio(torch, audio_w, apath, opset, fusion, log)
+        from listener.export.optimize import optimize_audio  # saved graph rewrites
+
+        checks["audio_graph_optimizations"] = optimize_audio(apath)
         feats = generated_features(3, seed=7, fusion=fusion)
         feeds: dict[str, np.ndarray] = {"input_features": feats}
         with torch.no_grad():

@@ -42,14 +42,22 @@ def quantize(fp32_path: str | Path, out_path: str | Path, kind: str = "int8", **
 
     ``kind="int8"``: dynamic (weights int8, activations quantised at run time),
     QOperator format, only MatMul/Gemm whose weight is a constant initializer
-    (attention activation x activation MatMuls and the patch-embedding Conv stay fp32).
+    (attention activation x activation MatMuls and the patch-embedding Conv stay fp32),
+    except the nodes :func:`listener.export.optimize.fp32_nodes` names (Swin patch merging)
+    unless ``nodes_to_exclude=[...]`` is given.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from listener.export.optimize import fp32_nodes
 
     if kind not in QUANT_SETTINGS:
         raise ValueError(f"unknown quantisation kind {kind!r}; known: {sorted(QUANT_SETTINGS)}")
     settings = {**QUANT_SETTINGS[kind], **override}
     out_path = Path(out_path)
+    # quantisation-sensitive layers stay fp32 (measured: listener/export/optimize.py)
+    keep_fp32 = override.get("nodes_to_exclude")
+    if keep_fp32 is None:
+        keep_fp32 = fp32_nodes(fp32_path)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic "consider pre-processing"
@@ -61,6 +69,7 @@ def quantize(fp32_path: str | Path, out_path: str | Path, kind: str = "int8", **
             per_channel=settings["per_channel"],
             reduce_range=settings["reduce_range"],
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(keep_fp32),
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
