@@ -156,7 +156,7 @@ def thread_names(pid: int) -> dict[str, str]:
 
 
 def write_inputs(work: Path, model: Path, port: int, seconds: float, hop: float,
-                 threads: int = 0) -> Path:
+                 threads: int = 1) -> Path:
     import numpy as np
 
     from listener.audio import write_wav
@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True, help="listener model directory")
     p.add_argument("--seconds", type=float, default=40.0, help="length of the paced input")
     p.add_argument("--hop", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=0, help="model.threads (0 = physical cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="model.threads (0 = physical cores; default 1, the daemon's default)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="extra environment for the measured run (e.g. MALLOC_ARENA_MAX=2)")

@@ -41,7 +41,9 @@ def resample(data: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarr
     return soxr.resample(data, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_audio(path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path, start: float | None = None, end: float | None = None
+) -> np.ndarray:
     """Read an audio file (optionally a [start, end) seconds cut) as 48 kHz mono float32.
 
     Raises :class:`AudioError` naming the file when it is missing or not audio.
@@ -56,8 +58,8 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
     try:
         info = sf.info(str(p))
         rate = info.samplerate
-        first = int(round((start or 0.0) * rate))
-        last = int(round(end * rate)) if end is not None else None
+        first = round((start or 0.0) * rate)
+        last = round(end * rate) if end is not None else None
         if start is not None and first >= info.frames:
             raise AudioError(
                 f"{p}: --start {start} s is past the end of the file ({info.frames / rate:.2f} s)"

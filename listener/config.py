@@ -107,7 +107,8 @@ class ModelConfig(Strict):
     dir: Path = Path("models/clap-htsat-unfused")
     precision: Literal["int8", "fp32", "fp16"] = "int8"
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
-    threads: NonNegInt = 0
+    # 1 intra-op thread meets issue 6's CPU budget (0 = one per physical core)
+    threads: NonNegInt = 1
 
 
 def _parse_source(v: Any) -> Any:
