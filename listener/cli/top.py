@@ -1,4 +1,9 @@
-"""`listener top`: not built yet."""
+"""`listener top`: live view of what the model hears (scores, thresholds, state, level).
+
+Updates every hop. On a terminal it redraws in place with plain ANSI escapes
+(works over SSH, no curses); piped, it prints plain frames separated by blank lines.
+``--prompts`` tries new wording live, without editing the config.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,36 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("top", help="(not built yet)")
+    p = sub.add_parser(
+        "top",
+        help="live view of scores, thresholds and trigger states",
+        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
+    )
+    p.add_argument("--config", metavar="FILE", help="config file (default: search path)")
+    p.add_argument("--prompts", nargs="+", default=[], metavar="TEXT",
+                   help='extra prompts to score live, e.g. --prompts "a dog barking" "a doorbell"')
+    p.add_argument("--source", metavar="SRC",
+                   help="override the config's source: mic, stdin or file:PATH")
+    p.add_argument("--width", type=int, metavar="COLS",
+                   help="frame width (default: terminal width, 80 when piped)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("top")
+    from pydantic import ValidationError
+
+    from listener.config import SourceConfig, _parse_source, load_config
+    from listener.errors import UserError
+    from listener.tuning.top import run_top
+
+    cfg = load_config(args.config).config
+    if args.source:
+        try:
+            cfg.source = SourceConfig.model_validate(_parse_source(args.source))
+        except (ValidationError, ValueError):
+            raise UserError(
+                f"--source {args.source!r}: must be 'mic', 'stdin' or 'file:PATH'"
+            ) from None
+    if args.width is not None and args.width < 50:
+        raise UserError(f"--width must be at least 50, got {args.width}")
+    return run_top(cfg, prompts=args.prompts, width=args.width)

@@ -1,0 +1,402 @@
+"""`listener top`: what the model hears right now, redrawn every hop.
+
+Split in three so the view is testable without a terminal or a microphone:
+
+- :class:`TopTracker` (a Sink) folds ScoreLines, events and engine stats into an
+  immutable :class:`TopSnapshot` (cooldowns are derived from end events and the
+  trigger's ``cooldown_seconds``, exactly as the hysteresis applies them);
+- :func:`render_frame` is a pure function ``(snapshot, width, ansi) -> str``;
+- :func:`run_top` wires a real Pipeline to them and writes frames: on a TTY the
+  frame redraws in place with plain ANSI escapes (works over SSH, no curses);
+  otherwise plain frames separated by a blank line, so ``top | tee log`` works.
+
+Ad-hoc ``--prompts`` and the configured prompts are each scored as hidden,
+disabled triggers (one per prompt text, so the view can rank single prompts):
+disabled triggers emit no events, but their scores are computed on the same
+audio embedding as the real triggers, and their text embeddings come from the
+PromptBank cache like any other prompt.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from listener.events import Event, ScoreLine
+
+HIDDEN_PREFIX = "__top_p"
+LEVEL_FLOOR = -90.0  # dBFS at the left end of the level meter
+TOP_PROMPTS = 5
+
+# ANSI: only SGR colours, cursor home and clear-to-end; nothing terminfo-specific.
+_RESET, _BOLD, _DIM = "\x1b[0m", "\x1b[1m", "\x1b[2m"
+_RED, _GREEN, _YELLOW, _CYAN = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
+HOME_CLEAR = "\x1b[H\x1b[J"
+CLEAR_EOL = "\x1b[K"
+
+
+@dataclass(frozen=True)
+class TriggerView:
+    name: str
+    score: float
+    on_threshold: float
+    off_threshold: float
+    active: bool
+    cooldown_left: float  # seconds left of cooldown (0 when none)
+    enabled: bool = True
+    run: int = 0  # consecutive windows at/over on_threshold (towards on_windows)
+    on_windows: int = 1
+
+
+@dataclass(frozen=True)
+class PromptView:
+    text: str
+    score: float
+    owner: str  # trigger name, or "ad hoc"
+
+
+@dataclass(frozen=True)
+class TopSnapshot:
+    time: float  # end of the newest window, seconds since start
+    level_dbfs: float
+    gate_dbfs: float
+    triggers: tuple[TriggerView, ...]
+    prompts: tuple[PromptView, ...]  # best first
+    windows: int
+    skipped_windows: int
+    gated_windows: int
+    inference_ms: float
+    real_time_factor: float
+    model: str
+    score_scale: float = 1.0
+    title: str = "listener top"
+
+
+@dataclass
+class TriggerInfo:
+    """What the tracker needs to know about one real trigger."""
+
+    name: str
+    on_threshold: float
+    off_threshold: float
+    on_windows: int
+    cooldown_seconds: float
+    enabled: bool = True
+
+
+@dataclass
+class TopTracker:
+    """Sink that keeps the latest state; ``snapshot()`` is cheap and thread-safe."""
+
+    triggers: list[TriggerInfo]
+    # hidden trigger name -> (prompt text, owner)
+    prompt_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
+    gate_dbfs: float = -70.0
+    model: str = ""
+    title: str = "listener top"
+    stats: Callable[[], dict[str, Any]] | None = None
+    on_update: Callable[[TopSnapshot], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._line: ScoreLine | None = None
+        self._active: dict[str, bool] = {}
+        self._cool_until: dict[str, float] = {}
+        self._run: dict[str, int] = {}
+        self._windows = 0
+        self._last_stats: dict[str, Any] = {}
+        ons = [t.on_threshold for t in self.triggers] or [0.3]
+        self.score_scale = min(1.0, max(0.5, math.ceil(max(ons) * 1.5 * 10 - 1e-9) / 10))
+
+    # --- Sink ----------------------------------------------------------------------------
+    def on_scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
+        stats = self.stats() if self.stats is not None else None
+        with self._lock:
+            for t in self.triggers:  # an end (on -> off) starts the cooldown, as in Hysteresis
+                if self._active.get(t.name) and not active.get(t.name):
+                    self._cool_until[t.name] = line.window_end + t.cooldown_seconds
+            self._line = line
+            self._active = dict(active)
+            self._windows += 1
+            for t in self.triggers:
+                s = line.scores.get(t.name, math.nan)
+                ok = s >= t.on_threshold and line.window_end >= self._cool_until.get(t.name, -1e18)
+                self._run[t.name] = 0 if active.get(t.name) or not ok else self._run.get(
+                    t.name, 0) + 1
+            if stats is not None:
+                self._last_stats = dict(stats)
+        if self.on_update is not None:
+            self.on_update(self.snapshot())
+
+    def on_event(self, event: Event) -> None:
+        """Events need no handling: the on/off state in ``on_scores`` carries them."""
+
+    def close(self) -> None:
+        pass
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        for t in self.triggers:
+            if t.name == name:
+                t.enabled = enabled
+
+    # --- state ---------------------------------------------------------------------------
+    def snapshot(self) -> TopSnapshot:
+        with self._lock:
+            line = self._line
+            now = line.window_end if line else 0.0
+            scores = line.scores if line else {}
+            views = tuple(
+                TriggerView(
+                    name=t.name,
+                    score=float(scores.get(t.name, math.nan)),
+                    on_threshold=t.on_threshold,
+                    off_threshold=t.off_threshold,
+                    active=bool(self._active.get(t.name, False)),
+                    cooldown_left=max(0.0, self._cool_until.get(t.name, -1e18) - now),
+                    enabled=t.enabled,
+                    run=self._run.get(t.name, 0),
+                    on_windows=t.on_windows,
+                )
+                for t in self.triggers
+            )
+            prompts = sorted(
+                (
+                    PromptView(text, float(scores[key]), owner)
+                    for key, (text, owner) in self.prompt_owner.items()
+                    if key in scores and math.isfinite(scores[key])
+                ),
+                key=lambda p: (-p.score, p.text),
+            )
+            st = self._last_stats
+            return TopSnapshot(
+                time=now,
+                level_dbfs=line.level_dbfs if line else -120.0,
+                gate_dbfs=self.gate_dbfs,
+                triggers=views,
+                prompts=tuple(prompts[:TOP_PROMPTS]),
+                windows=int(st.get("windows", self._windows)),
+                skipped_windows=int(st.get("skipped_windows", 0)),
+                gated_windows=int(st.get("gated_windows", 0)),
+                inference_ms=float(st.get("inference_ms", math.nan)),
+                real_time_factor=float(st.get("real_time_factor", math.nan)),
+                model=str(st.get("model", self.model)),
+                score_scale=self.score_scale,
+                title=self.title,
+            )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _paint(text: str, code: str, ansi: bool) -> str:
+    return f"{code}{text}{_RESET}" if ansi and code else text
+
+
+def _bar(value: float, lo: float, hi: float, width: int, marks: Sequence[tuple[float, str]]) -> str:
+    """``[#####....|...:....]``: filled up to value, threshold marks drawn over the track."""
+    width = max(4, width)
+    cells = ["."] * width
+    frac = 0.0 if not math.isfinite(value) else (value - lo) / (hi - lo)
+    filled = round(min(1.0, max(0.0, frac)) * width)
+    for i in range(filled):
+        cells[i] = "#"
+    for pos, ch in marks:
+        i = round((pos - lo) / (hi - lo) * width)
+        i = min(width - 1, max(0, i))
+        cells[i] = ch
+    return "[" + "".join(cells) + "]"
+
+
+def _num(x: float, fmt: str) -> str:
+    return format(x, fmt) if math.isfinite(x) else "-"
+
+
+def render_frame(snap: TopSnapshot, width: int = 80, ansi: bool = False) -> str:
+    """The whole view as text, ``width`` columns wide (no trailing newline).
+
+    Pure: the same snapshot and width always give the same string. ``ansi`` adds
+    colour only; the plain text is identical apart from the escape codes.
+    """
+    width = max(50, width)
+    rows: list[str] = []
+    head = (
+        f"{snap.title}  t={snap.time:.1f} s  windows {snap.windows}  "
+        f"skipped {snap.skipped_windows}  gated {snap.gated_windows}  "
+        f"inference {_num(snap.inference_ms, '.0f')} ms  RTF {_num(snap.real_time_factor, '.2f')}"
+    )
+    rows.append(_paint(head[:width], _BOLD, ansi))
+    if snap.model:
+        rows.append(f"model {snap.model}"[:width])
+
+    # level meter: -90 .. 0 dBFS, '|' marks the gate (windows below it are not scored)
+    label = f"level {snap.level_dbfs:6.1f} dBFS "
+    tail = f" gate {snap.gate_dbfs:.0f}"
+    bw = width - len(label) - len(tail) - 2
+    bar = _bar(snap.level_dbfs, LEVEL_FLOOR, 0.0, bw, [(snap.gate_dbfs, "|")])
+    gated = snap.level_dbfs < snap.gate_dbfs
+    rows.append(label + _paint(bar, _DIM if gated else _CYAN, ansi) + tail)
+    rows.append("")
+
+    name_w = max([len("trigger")] + [len(t.name) for t in snap.triggers])
+    name_w = min(name_w, max(8, width // 4))
+    state_w = 14
+    bw = width - name_w - 1 - 6 - 1 - 2 - 1 - state_w
+    scale = snap.score_scale
+    rows.append(
+        f"{'trigger':<{name_w}} {'score':>6} "
+        + f"0{'':<{max(0, bw + 1 - len(format(scale, 'g')))}}{scale:g}"
+        + f"  {'state':<{state_w}}"
+    )
+    for t in snap.triggers:
+        if not t.enabled:
+            state, code = "disabled", _DIM
+        elif t.active:
+            state, code = "ON", _RED + _BOLD
+        elif t.cooldown_left > 0:
+            state, code = f"cooling {t.cooldown_left:.0f}s", _YELLOW
+        elif t.run > 0:
+            state, code = f"arming {t.run}/{t.on_windows}", _YELLOW
+        else:
+            state, code = "off", ""
+        bar = _bar(
+            t.score, 0.0, scale, bw, [(t.off_threshold, ":"), (t.on_threshold, "|")]
+        )
+        over = math.isfinite(t.score) and t.score >= t.on_threshold
+        rows.append(
+            f"{t.name[:name_w]:<{name_w}} {_num(t.score, '6.3f'):>6} "
+            + _paint(bar, _RED if over else _GREEN, ansi)
+            + "  "
+            + _paint(f"{state:<{state_w}}", code, ansi)
+        )
+    rows.append(f"{'':<{name_w}}        ('|' on threshold, ':' off threshold)"[:width])
+    rows.append("")
+    rows.append("best-matching prompts now")
+    if not snap.prompts:
+        rows.append("  (none scored yet)")
+    for p in snap.prompts:
+        owner = f"({p.owner})"
+        text_w = width - 2 - 6 - 2 - len(owner) - 1
+        text = p.text if len(p.text) <= text_w else p.text[: max(1, text_w - 3)] + "..."
+        rows.append(f"  {p.score:6.3f}  {text:<{text_w}} {owner}")
+    return "\n".join(r[:width].rstrip() if not ansi else r for r in rows)
+
+
+# --- live loop ------------------------------------------------------------------------------
+
+
+class FrameWriter:
+    """Writes frames to a stream: in place on a TTY, else plain and blank-line separated."""
+
+    def __init__(self, out: TextIO, tty: bool | None = None, width: int | None = None) -> None:
+        self.out = out
+        self.tty = out.isatty() if tty is None else tty
+        self.width = width
+        self._first = True
+        self._lock = threading.Lock()
+
+    def _width(self) -> int:
+        if self.width:
+            return self.width
+        return shutil.get_terminal_size((80, 24)).columns if self.tty else 80
+
+    def write(self, snap: TopSnapshot) -> None:
+        frame = render_frame(snap, self._width(), ansi=self.tty)
+        with self._lock:
+            if self.tty:
+                body = frame.replace("\n", CLEAR_EOL + "\n")
+                self.out.write(HOME_CLEAR if self._first else "\x1b[H")
+                self.out.write(body + CLEAR_EOL + "\n\x1b[J")
+            else:
+                if not self._first:
+                    self.out.write("\n")
+                self.out.write(frame + "\n")
+            self._first = False
+            self.out.flush()
+
+
+def adhoc_triggers(
+    config: Any, extra_prompts: Sequence[str]
+) -> tuple[Any, dict[str, tuple[str, str]]]:
+    """A config copy with one hidden disabled trigger per distinct prompt text and example.
+
+    Returns (config, {hidden trigger name: (prompt text, owner)}). Owner is the
+    configured trigger that lists the prompt, or "ad hoc" for ``--prompts``.
+    """
+    from listener.config import TriggerConfig
+
+    cfg = config.model_copy(deep=True)
+    owner: dict[str, str] = {}
+    for t in cfg.triggers:
+        for p in t.prompts:
+            owner.setdefault(p, t.name)
+    for p in extra_prompts:
+        if not p.strip():
+            from listener.errors import UserError
+
+            raise UserError("--prompts: a prompt must not be empty")
+        owner.setdefault(p, "ad hoc")
+    mapping: dict[str, tuple[str, str]] = {}
+    for text, who in owner.items():
+        name = f"{HIDDEN_PREFIX}{len(mapping)}"
+        cfg.triggers.append(TriggerConfig(name=name, prompts=[text], enabled=False))
+        mapping[name] = (text, who)
+    for t in config.triggers:  # example recordings rank alongside the prompts
+        for ex in t.examples:
+            name = f"{HIDDEN_PREFIX}{len(mapping)}"
+            cfg.triggers.append(TriggerConfig(name=name, examples=[ex], enabled=False))
+            mapping[name] = (f"example {Path(ex).name}", t.name)
+    cfg.clips.enabled = False
+    return cfg, mapping
+
+
+def run_top(
+    config: Any,
+    prompts: Sequence[str] = (),
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    width: int | None = None,
+    tty: bool | None = None,
+    realtime: bool | None = None,
+) -> int:
+    """Run the live view until the source ends or ``stop`` is set (Ctrl-C).
+
+    A file source is paced like a microphone unless ``realtime=False`` is given.
+    """
+    from listener.pipeline import Pipeline
+
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    cfg, mapping = adhoc_triggers(config, prompts)
+    infos = []
+    for t in config.triggers:
+        s = config.trigger_settings(t)
+        infos.append(
+            TriggerInfo(t.name, s.on_threshold, s.off_threshold, s.on_windows,
+                        s.cooldown_seconds, t.enabled)
+        )
+    writer = FrameWriter(out, tty=tty, width=width)
+    tracker = TopTracker(
+        triggers=infos, prompt_owner=mapping, gate_dbfs=config.audio.min_level_dbfs,
+        on_update=writer.write,
+    )
+    if realtime is None and cfg.source.type == "file":
+        realtime = True
+    pipe = Pipeline(cfg, [tracker], realtime=realtime)
+    tracker.stats = pipe.stats
+    tracker.model = getattr(pipe, "model_id", "")
+    pipe.open()
+    try:
+        pipe.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        if writer.tty:
+            out.write(_RESET + "\n")
+            out.flush()
+    return 0
