@@ -238,6 +238,18 @@ def propose(
             f"rate; the threshold is set {max(margin, 0.05):.2f} above the highest background "
             f"score. Record at least {_span(need_days * DAY)} for a 95%-confident proposal."
         )
+    if on < current.on_threshold:
+        # Background audio can only show how HIGH a threshold must be: it holds none of the
+        # target sounds, so it cannot show that a lower one still tells them apart from
+        # look-alikes it did not contain. Never lower the user's threshold from it.
+        lower = on
+        on, k = current.on_threshold, current.on_windows
+        note = (
+            f"the background never came near the current on_threshold {current.on_threshold:g} "
+            f"(it would allow {lower:g}); kept as is: lower it only after `listener scan` of "
+            "recordings that contain the target sound"
+        )
+        caveat = f"{caveat} {note}" if caveat else note
     if on > 1.0:
         on = 1.0
         extra = "background scores reach the top of the scale; the prompt cannot be separated"
