@@ -57,6 +57,23 @@ def _spans(times: np.ndarray, active: np.ndarray, hop: float) -> list[tuple[floa
     return spans
 
 
+def _event_spans(events, name: str) -> list[tuple[float, float]] | None:
+    """(start, end) per event of ``name``: from the onset window to the first window below
+    off_threshold, the times the events themselves report (so shading meets the markers)."""
+    mine = [e for e in events if e.trigger == name]
+    if not mine:
+        return None
+    opened: dict[str, float] = {}
+    spans = []
+    for e in mine:
+        if e.type == "start":
+            opened[e.id] = e.window_end
+        elif e.id in opened:
+            spans.append((opened.pop(e.id), e.window_end))
+    spans += [(a, a) for a in opened.values()]
+    return spans
+
+
 def _at(t: np.ndarray, s: np.ndarray, xs: Sequence[float]) -> list[float]:
     ok = np.isfinite(s)
     if not ok.any():
@@ -104,7 +121,10 @@ def plot_recording(
         axes.append(ax)
         s = rec.scores(name)
         st = settings[name]
-        for a, b in _spans(t, rec.active_of(name), hop_seconds):
+        spans = _event_spans(rec.events, name)
+        if spans is None:  # no events recorded: fall back to the on/off state per window
+            spans = _spans(t, rec.active_of(name), hop_seconds)
+        for a, b in spans:
             ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
         ax.plot(t, s, color="tab:blue", lw=1.4, label="score")
         ax.axhline(st.on_threshold, color="tab:red", ls="--", lw=1.1,
