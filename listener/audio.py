@@ -8,6 +8,7 @@ replaced by 0 and counted, so they never reach the model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,30 @@ def resample(data: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarr
     return soxr.resample(data, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
+def open_audio_file(path: str | Path) -> Any:
+    """Open an audio file for reading (a ``soundfile.SoundFile``).
+
+    The one place that turns "missing / a directory / unreadable / not audio" into an
+    :class:`AudioError` naming the file: whole-file loads and the streaming file source
+    both open files here.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file {p} does not exist")
+    if p.is_dir():
+        raise AudioError(f"{p} is a directory, not an audio file")
+    try:
+        return sf.SoundFile(str(p))
+    except PermissionError:
+        raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(
+            f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
+        ) from None
+
+
 def load_audio(
     path: str | Path, start: float | None = None, end: float | None = None
 ) -> np.ndarray:
@@ -51,28 +76,19 @@ def load_audio(
     import soundfile as sf
 
     p = Path(path)
-    if not p.exists():
-        raise AudioError(f"audio file {p} does not exist")
-    if p.is_dir():
-        raise AudioError(f"{p} is a directory, not an audio file")
-    try:
-        info = sf.info(str(p))
-        rate = info.samplerate
+    with open_audio_file(p) as f:
+        rate = f.samplerate
         first = round((start or 0.0) * rate)
-        last = round(end * rate) if end is not None else None
-        if start is not None and first >= info.frames:
+        last = round(end * rate) if end is not None else f.frames
+        if start is not None and first >= f.frames:
             raise AudioError(
-                f"{p}: --start {start} s is past the end of the file ({info.frames / rate:.2f} s)"
+                f"{p}: --start {start} s is past the end of the file ({f.frames / rate:.2f} s)"
             )
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True, start=first, stop=last)
-    except AudioError:
-        raise
-    except PermissionError:
-        raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(
-            f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
-        ) from None
+        try:
+            f.seek(first)
+            data = f.read(max(0, min(last, f.frames) - first), dtype="float32", always_2d=True)
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise AudioError(f"cannot decode {p} as audio ({exc})") from None
     mono, _ = sanitize(to_mono(data))
     return resample(mono, rate)
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from listener.audio import SAMPLE_RATE, sanitize, to_mono
+from listener.audio import SAMPLE_RATE, open_audio_file, sanitize, to_mono
 from listener.config import SourceConfig
 from listener.errors import AudioError
 
@@ -136,23 +136,9 @@ class FileSource(Source):
         self._sf: Any = None
 
     def open(self) -> None:
-        import soundfile as sf
-
         if self._sf is not None:
             return
-        p = self.path
-        if not p.exists():
-            raise AudioError(f"audio file {p} does not exist")
-        if p.is_dir():
-            raise AudioError(f"{p} is a directory, not an audio file")
-        try:
-            self._sf = sf.SoundFile(str(p))
-        except PermissionError:
-            raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
-        except (RuntimeError, sf.LibsndfileError) as exc:
-            raise AudioError(
-                f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
-            ) from None
+        self._sf = open_audio_file(self.path)
         self.rate = int(self._sf.samplerate)
         self.channels = int(self._sf.channels)
         self._conv = _Converter(self.rate)
