@@ -89,7 +89,20 @@ def _affinity() -> set[int]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss: KiB on Linux, B on macOS)."""
+    """Peak resident set size of this process so far.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this program's own memory.
+    Not ru_maxrss: Linux carries that across fork + exec, so a `listener bench` started
+    by a large parent (a benchmark script that exported a model first) reported the
+    parent's 2.9 GB. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

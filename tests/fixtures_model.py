@@ -46,7 +46,6 @@ def build_tiny_checkpoint(
     import torch
     from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import (
-        ClapAudioConfig,
         ClapConfig,
         ClapFeatureExtractor,
         ClapModel,
@@ -80,28 +79,53 @@ def build_tiny_checkpoint(
         eos_token_id=tok.eos_token_id,
         projection_dim=32,
     )
-    audio = ClapAudioConfig(
-        patch_embeds_hidden_size=16,
-        hidden_size=128,
-        depths=[1, 1, 1, 1],
-        num_attention_heads=[1, 2, 4, 4],
-        projection_dim=32,
-        enable_fusion=fusion,
-    )
+    audio = tiny_audio_config(depths=[1, 1, 1, 1], enable_fusion=fusion)
     cfg = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32)
     if full_size:
         cfg = ClapConfig()
     torch.manual_seed(seed)
-    model = ClapModel(cfg).eval()
-    # random BatchNorm statistics near real log-mel ranges (dB), so inputs are not saturated
-    bn = model.audio_model.audio_encoder.batch_norm
-    with torch.no_grad():
-        bn.running_mean.uniform_(-60.0, -30.0)
-        bn.running_var.uniform_(100.0, 400.0)
+    model = db_range_batchnorm(ClapModel(cfg).eval())
     model.save_pretrained(dest)
     # ClapFeatureExtractor() defaults to "fusion"; clap-htsat-unfused uses rand_trunc
     ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc").save_pretrained(dest)
     return dest
+
+
+def tiny_audio_config(depths: list[int], **kw):
+    """A small HTSAT (width 16) with the real input interface ([B, 1, 1001, 64])."""
+    from transformers import ClapAudioConfig
+
+    return ClapAudioConfig(patch_embeds_hidden_size=16, hidden_size=128, depths=depths,
+                           num_attention_heads=[1, 2, 4, 4], projection_dim=32, **kw)
+
+
+def db_range_batchnorm(model):
+    """Random BatchNorm statistics near real log-mel ranges (dB), so that random models
+    see unsaturated inputs, as trained ones do. Returns ``model``."""
+    import torch
+
+    bn = model.audio_model.audio_encoder.batch_norm
+    with torch.no_grad():
+        bn.running_mean.uniform_(-60.0, -30.0)
+        bn.running_var.uniform_(100.0, 400.0)
+    return model
+
+
+def build_shifted_clap(seed: int = 0):
+    """A tiny random ClapModel whose HTSAT has shifted-window blocks (depths 2-2-2-2:
+    one shifted block in each of stages 0-2; stage 3 is a single 8x8 window), with
+    BatchNorm statistics in the dB range. In memory only (no tokenizer needed)."""
+    import torch
+    from transformers import ClapConfig, ClapModel, ClapTextConfig
+
+    text = ClapTextConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=40, projection_dim=32,
+    )
+    audio = tiny_audio_config(depths=[2, 2, 2, 2])
+    cfg = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32)
+    torch.manual_seed(seed)
+    return db_range_batchnorm(ClapModel(cfg).eval())
 
 
 @pytest.fixture(scope="session")

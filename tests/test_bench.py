@@ -57,6 +57,24 @@ def test_bench_json_reports_latency_hop_memory_provider_isa(
     assert isinstance(r["isa"], list) and r["int8_path"] and r["machine"]
 
 
+def test_bench_peak_rss_is_its_own_not_its_parents(tiny_model_dir: Path) -> None:
+    """Linux carries ru_maxrss across fork + exec: started by a 600 MB parent, `listener
+    bench` must still report its own peak (a benchmark script reported 2.9 GB)."""
+    parent = (
+        "import json, subprocess, sys\n"
+        "ballast = bytearray(600 * 1024 * 1024)\n"
+        "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
+        f"out = subprocess.run([sys.executable, '-m', 'listener', 'bench', '--model', "
+        f"{str(tiny_model_dir)!r}, '--runs', '2', '--threads', '1', '--json'], "
+        "capture_output=True, text=True, check=True).stdout\n"
+        "print(json.loads(out)['peak_rss_mb'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < float(proc.stdout.strip()) < 400
+
+
 def test_bench_text_output_and_fp32(tiny_model_dir: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["bench", "--model", str(tiny_model_dir), "--runs", "2", "--threads", "1",

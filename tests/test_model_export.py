@@ -122,6 +122,7 @@ def test_manifest_records_files_and_hashes(tiny_model_dir):
     assert m["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-5)
     assert m["text_max_length"] == 64
     assert m["checks"]["audio_fp32_min_cosine"] >= 0.99999
+    assert m["checks"]["audio_graph"] == "listener window-order HTSAT"  # export/htsat.py
     assert m["quantization"]["per_channel"] is True
     assert "listener" in m["exporter_version"] and "opset 17" in m["exporter_version"]
     # the support files are copied byte for byte from the checkpoint
@@ -178,6 +179,7 @@ def test_fusion_checkpoint_exports_with_is_longer(tmp_path):
     exporter.export_model(str(ckpt), out, quantize=False, log=lambda _m: None)
     model = ModelDir(out)
     assert model.manifest["enable_fusion"] is True and model.truncation == "fusion"
+    assert model.manifest["checks"]["audio_graph"].startswith("transformers forward (fusion")
     tower = AudioTower(model, "fp32", threads=1)
     assert tower.is_longer is not None and tower.channels == 4
     clip = np.random.default_rng(0).normal(0, 0.1, 48000 * 4).astype(np.float32)

@@ -6,6 +6,11 @@ anything is written, and the result appears in ``--out`` atomically (written to
 a temporary sibling directory, then renamed), so a failed export never leaves a
 half model behind.
 
+The audio tower is traced from :mod:`listener.export.htsat` (the same weights and
+function, with tokens kept in window order: about a quarter of the nodes) when the
+checkpoint fits it, else from transformers' own forward; either way the check is
+against transformers' PyTorch model.
+
 Outputs are the UNNORMALISED projections (``audio_embeds`` / ``text_embeds``),
 like the public Xenova export; the runtime towers L2-normalise. (transformers
 5.x ``ClapModel.get_*_features`` return the normalised projection in
@@ -275,7 +280,15 @@ def export_model(
         checks: dict[str, Any] = {}
         # ---- audio ----
         apath = tmp / "onnx" / "audio_model.onnx"
-        _export_audio(torch, audio_w, apath, opset, fusion, log)
+        from listener.export import htsat  # same function, fewer data moves (see there)
+
+        usable, why = htsat.supports(model)
+        checks["audio_graph"] = "listener window-order HTSAT" if usable else (
+            f"transformers forward ({why})"
+        )
+        export_w = htsat.build(torch, model) if usable else audio_w
+        _export_audio(torch, export_w, apath, opset, fusion, log)
+        del export_w
         from listener.export.optimize import optimize_audio  # saved graph rewrites
 
         checks["audio_graph_optimizations"] = optimize_audio(apath)
