@@ -12,9 +12,13 @@ Runs, each in its own processes and in this order:
 Needs a full-size model: ``--prepare`` makes the random full-size checkpoint and exports
 it when the paths do not exist yet (about 2 minutes of CPU and 1.5 GB of disk)::
 
-    python benchmarks/run_all.py --prepare --checkpoint /tmp/full_ckpt --model /tmp/full_model
+    python benchmarks/run_all.py --prepare --checkpoint /tmp/full_ckpt --model /tmp/full_model \
+        --baseline /tmp/plain_model
     python benchmarks/run_all.py --checkpoint /tmp/full_ckpt --model /tmp/full_model \
-        [--baseline DIR] [--quick] [--json]
+        [--baseline /tmp/plain_model] [--quick] [--json]
+
+``--baseline`` is the plain dynamic-int8 export of the same checkpoint (the issue's
+reference for accuracy); with ``--prepare`` it is made when missing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,36 @@ def _run_json(cmd: list[str], timeout: float = 3600) -> dict[str, Any]:
     return json.loads(proc.stdout[start:])
 
 
+def prepare_plain(checkpoint: Path, model: Path, out: Path) -> None:
+    """The issue's "plain dynamic-int8 export" of the same checkpoint: transformers' own
+    forward traced as is (no listener/export/htsat.py, no optimize.py rewrites) and
+    onnxruntime's quantize_dynamic with its defaults on MatMul/Gemm. Text tower, tokenizer
+    and configs are copied from ``model``."""
+    import shutil
+
+    import torch
+    import transformers
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from listener.export.exporter import _export_audio, _load, _wrappers
+    from listener.modeldir import write_manifest
+
+    print(f"making the plain baseline export {out}", file=sys.stderr)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model, tmp)
+    audio_w, _ = _wrappers(torch, _load(torch, transformers, str(checkpoint)))
+    raw = tmp / "onnx" / "audio_model.onnx"
+    _export_audio(torch, audio_w, raw, 17, False, lambda m: print(m, file=sys.stderr))
+    quantize_dynamic(str(raw), str(tmp / "onnx" / "audio_model_quantized.onnx"),
+                     op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    manifest = json.loads((tmp / "listener.json").read_text())
+    manifest.pop("files", None)
+    manifest["checks"] = {"audio_graph": "transformers forward, plain quantize_dynamic"}
+    write_manifest(tmp, manifest)
+    tmp.rename(out)
+
+
 def prepare(checkpoint: Path, model: Path) -> None:
     if not checkpoint.exists():
         sys.path.insert(0, str(ROOT))
@@ -60,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, help="full-size listener model dir")
     p.add_argument("--checkpoint", type=Path, required=True, help="its transformers checkpoint")
-    p.add_argument("--baseline", type=Path, help="a plain (unoptimised) export to compare")
+    p.add_argument("--baseline", type=Path,
+                   help="a plain export to compare (made by --prepare when missing)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prepare", action="store_true", help="build checkpoint/export if missing")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
@@ -68,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.prepare:
         prepare(args.checkpoint, args.model)
+        if args.baseline and not args.baseline.exists():
+            prepare_plain(args.checkpoint, args.model, args.baseline)
     py = sys.executable
     runs, rounds = (4, 1) if args.quick else (15, 2)
     model_cmd = [py, str(HERE / "bench_model.py"), "--model", str(args.model), "--checkpoint",

@@ -7,7 +7,7 @@ a temporary sibling directory, then renamed), so a failed export never leaves a
 half model behind.
 
 The audio tower is traced from :mod:`listener.export.htsat` (the same weights and
-function, with tokens kept in window order: about a quarter of the nodes) when the
+function, with tokens kept in window order: under a fifth of the nodes) when the
 checkpoint fits it, else from transformers' own forward; either way the check is
 against transformers' PyTorch model.
 

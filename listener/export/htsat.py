@@ -4,8 +4,8 @@ Why: transformers' Swin code is written for training and for any input size. Tra
 into ONNX it does, in every block, a LayerNorm on spatially ordered tokens, a
 reshape + transpose into windows, three separate Q/K/V projections, a gather of the
 relative-position table, a cyclic roll (Slice + Concat) and the inverse of all that
-after attention: about 3,900 nodes, a fifth of the int8 window spent moving data
-(benchmarks/README.md, "where the remaining time goes").
+after attention: about 3,600 nodes (this module: about 650), a fifth of the int8
+window spent moving data (measured: benchmarks/README.md).
 
 Everything a Swin block does outside attention is per token (LayerNorm, MLP,
 residual adds), so the order of the tokens does not matter there. This module keeps
