@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,12 +40,10 @@ TARGET_CENTRED = 0.86  # the plain dynamic-int8 export of the full-size model (i
 
 
 def _rss_mb() -> float:
-    """Peak RSS of this variant's own process (VmHWM; ru_maxrss is inherited across exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this variant's own process (VmHWM: see listener.bench.peak_rss_mb)."""
+    from listener.bench import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def _audio(n: int, seed: int = 0):

@@ -10,7 +10,8 @@ Runs, each in its own processes and in this order:
 4. ``listener bench --json``: the user-facing command on the same model.
 
 Needs a full-size model: ``--prepare`` makes the random full-size checkpoint and exports
-it when the paths do not exist yet (about 2 minutes of CPU and 1.5 GB of disk)::
+it when the paths do not exist yet (about 2 minutes of CPU and 1.5 GB of disk; 2.5 GB
+with the ``--baseline`` export)::
 
     python benchmarks/run_all.py --prepare --checkpoint /tmp/full_ckpt --model /tmp/full_model \
         --baseline /tmp/plain_model
@@ -71,7 +72,9 @@ def prepare_plain(checkpoint: Path, model: Path, out: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
     manifest = json.loads((tmp / "listener.json").read_text())
     manifest.pop("files", None)
-    manifest["checks"] = {"audio_graph": "transformers forward, plain quantize_dynamic"}
+    manifest["checks"] = {"audio_graph": "transformers forward, no optimize.py rewrites"}
+    manifest["quantization"] = {"kind": "int8", "method": "onnxruntime quantize_dynamic "
+                                "defaults (per-tensor, QInt8) on MatMul/Gemm, audio only"}
     write_manifest(tmp, manifest)
     tmp.rename(out)
 

@@ -141,6 +141,51 @@ def test_export_refuses_mismatch_and_leaves_nothing(tiny_checkpoint, tmp_path, m
     assert list(tmp_path.iterdir()) == []  # no temp directory left behind
 
 
+@pytest.mark.parametrize("fault", ["disagrees", "cannot be built"])
+def test_window_order_graph_failure_falls_back_to_transformers(
+    tiny_checkpoint, torch_model, tmp_path, monkeypatch, fault
+):
+    """The window-order graph is an optimisation: if it is wrong or cannot be built, the
+    export still succeeds with transformers' own forward, and the manifest says why."""
+    import torch
+
+    from listener.export import htsat
+
+    real_build = htsat.build
+
+    def faulty_build(torch_mod, model):
+        if fault == "cannot be built":
+            raise RuntimeError("unsupported layout")
+        good = real_build(torch_mod, model)
+
+        class Negated(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.good = good
+
+            def forward(self, x):
+                return -self.good(x)
+
+        return Negated().eval()
+
+    monkeypatch.setattr(htsat, "build", faulty_build)
+    logs: list[str] = []
+    out = tmp_path / "model"
+    exporter.export_model(str(tiny_checkpoint), out, quantize=False, log=logs.append)
+    checks = ModelDir(out).manifest["checks"]
+    assert checks["audio_graph"].startswith("transformers forward (")
+    why = "disagrees with PyTorch" if fault == "disagrees" else "RuntimeError: unsupported layout"
+    assert why in checks["audio_graph"]
+    assert any("window-order graph not used" in m for m in logs)
+    assert checks["audio_fp32_min_cosine"] >= 0.99999
+    feats = exporter.generated_features(2, seed=4)
+    got = AudioTower(ModelDir(out), "fp32", threads=1).embed(feats)
+    with torch.no_grad():
+        want = torch_model.get_audio_features(input_features=torch.from_numpy(feats))
+    want = want.pooler_output if hasattr(want, "pooler_output") else want
+    assert _cos(got, want.numpy()).min() >= 0.99999  # the shipped file is the right one
+
+
 def test_export_refuses_non_empty_out(tiny_checkpoint, tiny_model_dir):
     with pytest.raises(Exception, match="not empty"):
         exporter.export_model(str(tiny_checkpoint), tiny_model_dir, log=lambda _m: None)

@@ -8,8 +8,8 @@ half model behind.
 
 The audio tower is traced from :mod:`listener.export.htsat` (the same weights and
 function, with tokens kept in window order: under a fifth of the nodes) when the
-checkpoint fits it, else from transformers' own forward; either way the check is
-against transformers' PyTorch model.
+checkpoint fits it and the graph passes the check, else from transformers' own forward;
+either way the check is against transformers' PyTorch model.
 
 Outputs are the UNNORMALISED projections (``audio_embeds`` / ``text_embeds``),
 like the public Xenova export; the runtime towers L2-normalise. (transformers
@@ -192,6 +192,38 @@ def _export_text(torch, wrapper, path: Path, opset: int, ids, mask, log) -> None
     log(f"exported text tower in {time.perf_counter() - t0:.1f} s -> {path.name}")
 
 
+def _export_audio_graph(torch, model, audio_w, path: Path, opset: int, fusion: bool,
+                        feeds: dict[str, np.ndarray], want: np.ndarray,
+                        checks: dict[str, Any], log) -> tuple[str, np.ndarray]:
+    """Export, rewrite (optimize.py) and run the audio tower; (which graph, its output).
+
+    The window-order graph (listener/export/htsat.py) is tried first when it covers the
+    checkpoint. It is an optimisation, so it must never cost a user the export: if it
+    cannot be built or traced, or disagrees with PyTorch, transformers' own forward is
+    exported instead and the reason is logged and recorded in ``checks.audio_graph``.
+    The caller checks the result that is returned against PyTorch.
+    """
+    from listener.export import htsat
+    from listener.export.optimize import optimize_audio  # saved graph rewrites
+
+    usable, why = htsat.supports(model)
+    if usable:
+        try:
+            _export_audio(torch, htsat.build(torch, model), path, opset, fusion, log)
+            checks["audio_graph_optimizations"] = optimize_audio(path)
+            got = _session(path).run(None, feeds)[0]
+            _check("window-order audio tower", got, want, "3 generated inputs")
+            return "listener window-order HTSAT", got
+        except ModelError as exc:
+            why = str(exc).split(";")[0]
+        except Exception as exc:  # torch tracing raises many types; the fallback is safe
+            why = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        log(f"window-order graph not used ({why}); exporting transformers' forward instead")
+    _export_audio(torch, audio_w, path, opset, fusion, log)
+    checks["audio_graph_optimizations"] = optimize_audio(path)
+    return f"transformers forward ({why})", _session(path).run(None, feeds)[0]
+
+
 def _check(name: str, got: np.ndarray, want: np.ndarray, what: str) -> float:
     cos = float(_cos_rows(got, want).min())
     if not (cos >= MIN_COSINE):
@@ -280,18 +312,6 @@ def export_model(
         checks: dict[str, Any] = {}
         # ---- audio ----
         apath = tmp / "onnx" / "audio_model.onnx"
-        from listener.export import htsat  # same function, fewer data moves (see there)
-
-        usable, why = htsat.supports(model)
-        checks["audio_graph"] = "listener window-order HTSAT" if usable else (
-            f"transformers forward ({why})"
-        )
-        export_w = htsat.build(torch, model) if usable else audio_w
-        _export_audio(torch, export_w, apath, opset, fusion, log)
-        del export_w
-        from listener.export.optimize import optimize_audio  # saved graph rewrites
-
-        checks["audio_graph_optimizations"] = optimize_audio(apath)
         feats = generated_features(3, seed=7, fusion=fusion)
         feeds: dict[str, np.ndarray] = {"input_features": feats}
         with torch.no_grad():
@@ -300,7 +320,9 @@ def export_model(
                 feeds["is_longer"] = np.ones((3, 1), bool)
                 targs.append(torch.ones((3, 1), dtype=torch.bool))
             want = audio_w(*targs).numpy()
-        got = _session(apath).run(None, feeds)[0]
+        graph, got = _export_audio_graph(torch, model, audio_w, apath, opset, fusion, feeds,
+                                         want, checks, log)
+        checks["audio_graph"] = graph
         checks["audio_fp32_min_cosine"] = _check("audio tower", got, want, "3 generated inputs")
         # ---- text ----
         tc = cfg.text_config

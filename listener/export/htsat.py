@@ -25,8 +25,10 @@ tokens (the pool averages all positions, whatever their order).
 It computes the same function as ``ClapModel.audio_model`` + ``audio_projection``
 (same modules and weights; only the order of tokens between operations differs), and
 the exporter refuses to write it unless the ONNX result matches transformers' PyTorch
-model (cosine >= 0.99999). Configurations it does not cover fall back to the stock
-forward: the fusion branch (clap-htsat-fused) and grids that need window padding.
+model (cosine >= 0.99999). Configurations :func:`supports` rejects (the fusion branch
+of clap-htsat-fused, grids that need window padding), and any build, trace or check
+failure of this graph, make the exporter use transformers' own forward instead
+(``exporter._export_audio_graph``), so this optimisation never costs an export.
 """
 
 from __future__ import annotations
