@@ -159,7 +159,7 @@ def write_inputs(work: Path, model: Path, port: int, seconds: float, hop: float,
                  threads: int = 1) -> Path:
     import numpy as np
 
-    from listener.audio import write_wav
+    from listener.audio.decode import write_wav
 
     sr = 48000
     rng = np.random.default_rng(0)

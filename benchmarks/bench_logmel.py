@@ -1,4 +1,4 @@
-"""Log-mel front end: transformers' ClapFeatureExtractor vs listener.logmel (full and streaming).
+"""Log-mel front end: transformers' ClapFeatureExtractor vs listener.model.logmel (full and streaming).
 
 Issue 6, target 2: the cost of one 1-s hop of log-mel is at most 1/10 of a full 10-s
 extraction, and equal to a full recompute within 1e-4 dB. Issue 2: LogMel matches the
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from listener.logmel import LogMel, StreamingLogMel
+    from listener.model.logmel import LogMel, StreamingLogMel
 
     try:
         from transformers import ClapFeatureExtractor

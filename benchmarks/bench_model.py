@@ -40,8 +40,8 @@ TARGET_CENTRED = 0.86  # the plain dynamic-int8 export of the full-size model (i
 
 
 def _rss_mb() -> float:
-    """Peak RSS of this variant's own process (VmHWM: see listener.bench.peak_rss_mb)."""
-    from listener.bench import peak_rss_mb
+    """Peak RSS of this variant's own process (VmHWM: see listener.export.bench.peak_rss_mb)."""
+    from listener.export.bench import peak_rss_mb
 
     return peak_rss_mb()
 
@@ -113,9 +113,9 @@ def child_torch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_listener(args: argparse.Namespace) -> dict[str, Any]:
-    from listener.audio_tower import AudioTower
-    from listener.logmel import LogMel
-    from listener.modeldir import ModelDir
+    from listener.model.audio_tower import AudioTower
+    from listener.model.logmel import LogMel
+    from listener.model.modeldir import ModelDir
 
     t0 = time.perf_counter()
     model = ModelDir(args.model)
@@ -126,8 +126,8 @@ def child_listener(args: argparse.Namespace) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     if args.child == "int8-stream":
         # what the daemon does per window: a 10-s window every 1-s hop of one stream, the
-        # log-mel of only the new frames (listener.logmel.StreamingLogMel)
-        from listener.logmel import StreamingLogMel
+        # log-mel of only the new frames (listener.model.logmel.StreamingLogMel)
+        from listener.model.logmel import StreamingLogMel
 
         stream = StreamingLogMel(logmel)
         hop, n = logmel.sample_rate, logmel.n_samples
@@ -153,9 +153,9 @@ def child_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     """Centred/raw cosine of int8 vs fp32 on the verify signals (+ plain baseline if any)."""
     import numpy as np
 
-    from listener.audio_tower import AudioTower
-    from listener.modeldir import ModelDir
-    from listener.verify import compare, load_inputs
+    from listener.export.verify import compare, load_inputs
+    from listener.model.audio_tower import AudioTower
+    from listener.model.modeldir import ModelDir
 
     model = ModelDir(args.model)
     _, feats = load_inputs(model, None)
@@ -185,9 +185,9 @@ def child_profile(args: argparse.Namespace) -> dict[str, Any]:
 
     import onnxruntime as ort
 
-    from listener.audio_tower import make_session
-    from listener.logmel import LogMel
-    from listener.modeldir import ModelDir
+    from listener.model.logmel import LogMel
+    from listener.model.modeldir import ModelDir
+    from listener.model.session import make_session
 
     model = ModelDir(args.model)
     logmel = LogMel.from_config(

@@ -59,7 +59,7 @@ def prepare_plain(checkpoint: Path, model: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from listener.export.exporter import _export_audio, _load, _wrappers
-    from listener.modeldir import write_manifest
+    from listener.model.modeldir import write_manifest
 
     print(f"making the plain baseline export {out}", file=sys.stderr)
     tmp = out.with_name(out.name + ".tmp")

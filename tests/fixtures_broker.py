@@ -42,7 +42,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from listener.config import MqttConfig
+from listener.config.schema import MqttConfig
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "mosquitto_passwd"

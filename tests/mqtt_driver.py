@@ -21,9 +21,9 @@ from pathlib import Path
 
 import structlog
 
-from listener.config import MqttConfig, TriggerConfig
-from listener.events import Event, new_event_id, utc_iso
-from listener.mqtt import MqttSink
+from listener.config.schema import MqttConfig, TriggerConfig
+from listener.detect.events import Event, new_event_id, utc_iso
+from listener.mqtt.publisher import MqttSink
 
 
 def make_pair(trigger: str, t0: float) -> list[Event]:

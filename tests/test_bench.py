@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from listener.__main__ import main
-from listener.bench import cpu_info, shortest_hop
+from listener.export.bench import cpu_info, shortest_hop
 
 PI5_CPUINFO = (
     "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "

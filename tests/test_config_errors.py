@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 
 from listener.__main__ import main
-from listener.config import Config, TriggerConfig, load_config, parse_config
+from listener.config.loader import load_config, parse_config
+from listener.config.schema import Config, TriggerConfig
 from listener.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

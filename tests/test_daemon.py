@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from listener.audio import write_wav
+from listener.audio.decode import write_wav
 from tests.hearing import sounds
 
 DEVICE = "testdev"

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from listener.logmel import LogMel
+from listener.model.logmel import LogMel
 from tests.hearing import sounds
 
 FRESH = sounds.FRESH_SEED_BASE + 123_000  # disjoint from training and the build's eval set

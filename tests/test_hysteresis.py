@@ -11,8 +11,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config import TriggerSettings
-from listener.hysteresis import Hysteresis, Transition
+from listener.detect.hysteresis import Hysteresis, Transition
+from listener.detect.settings import TriggerSettings
 
 HOP = 1.0
 

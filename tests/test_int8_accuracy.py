@@ -153,8 +153,8 @@ def test_int8_of_optimized_model_tracks_fp32(shifted_export, tmp_path: Path) -> 
 
 def test_exported_model_int8_verify(tiny_model_dir: Path) -> None:
     """`listener model verify`'s numbers for the exporter's own output."""
-    from listener.modeldir import ModelDir
-    from listener.verify import verify_model
+    from listener.export.verify import verify_model
+    from listener.model.modeldir import ModelDir
 
     r = verify_model(ModelDir(tiny_model_dir), threads=1)
     assert r["audio_cosine_raw_min"] >= 0.999
@@ -211,8 +211,8 @@ def test_full_size_int8_centred_cosine_beats_plain_export(tmp_path: Path) -> Non
 
     from listener.export import htsat
     from listener.export.exporter import _export_audio, _wrappers
-    from listener.logmel import LogMel
-    from listener.verify import compare, generated_signals
+    from listener.export.verify import compare, generated_signals
+    from listener.model.logmel import LogMel
     from tests.fixtures_model import db_range_batchnorm
 
     torch.manual_seed(0)

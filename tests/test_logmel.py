@@ -1,4 +1,4 @@
-"""listener.logmel against transformers' ClapFeatureExtractor (the reference) and itself.
+"""listener.model.logmel against transformers' ClapFeatureExtractor (the reference) and itself.
 
 The reference is run with the same config dict, on inputs of at most n_samples (where it
 is deterministic) or on the newest n_samples of a longer clip (our documented behaviour;
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from listener.errors import ModelError
-from listener.logmel import LogMel, StreamingLogMel, hann_window, mel_filter_bank
+from listener.model.logmel import LogMel, StreamingLogMel, hann_window, mel_filter_bank
 
 TOL_DB = 1e-3  # issue 2: within 1e-3 dB of ClapFeatureExtractor
 STREAM_TOL_DB = 1e-4  # issue 6: the sliding path equals a full recompute
@@ -280,7 +280,7 @@ def test_bad_audio_is_rejected() -> None:
 
 def test_module_does_not_import_torch_or_transformers() -> None:
     code = (
-        "import sys, listener.logmel; "
+        "import sys, listener.model.logmel; "
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
         "sys.exit(f'imported {bad}' if bad else 0)"
     )

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.audio import write_wav
-from listener.modeldir import ModelDir
-from listener.pull import DEFAULT_FILES
-from listener.text_tower import TextTower
+from listener.audio.decode import write_wav
+from listener.export.pull import DEFAULT_FILES
+from listener.model.modeldir import ModelDir
+from listener.model.text_tower import TextTower
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -359,7 +359,7 @@ def test_default_pull_manifest_matches_code():
     data = json.loads(
         (Path(__file__).parents[1] / "models" / "clap-htsat-unfused.json").read_text()
     )
-    from listener.pull import DEFAULT_REPO
+    from listener.export.pull import DEFAULT_REPO
 
     assert data["repo_id"] == DEFAULT_REPO
     assert tuple(data["files"]) == DEFAULT_FILES

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.audio_tower import AudioTower
 from listener.errors import MissingExtraError, ModelError
 from listener.export import exporter
-from listener.modeldir import ModelDir, sha256_file
-from listener.text_tower import TextTower
+from listener.model.audio_tower import AudioTower
+from listener.model.modeldir import ModelDir, sha256_file
+from listener.model.text_tower import TextTower
 
 TEXTS = [
     "a dog barking",
@@ -38,7 +38,7 @@ def test_fp32_audio_tower_matches_pytorch(tiny_checkpoint, tiny_model_dir, torch
     import torch
     from transformers import ClapFeatureExtractor
 
-    from listener.verify import generated_signals
+    from listener.export.verify import generated_signals
 
     fe = ClapFeatureExtractor.from_pretrained(str(tiny_checkpoint))
     clips = [x for _, x in generated_signals()[:4]]
@@ -70,7 +70,7 @@ def test_fp32_text_tower_matches_pytorch(tiny_checkpoint, tiny_model_dir, torch_
 
 def test_onnx_outputs_are_unnormalised_projections(tiny_model_dir):
     """Like the public export: the ONNX returns audio_embeds/text_embeds before L2 norm."""
-    from listener.audio_tower import make_session
+    from listener.model.session import make_session
 
     model = ModelDir(tiny_model_dir)
     sess = make_session(model.audio_model_path("fp32"), threads=1)
@@ -216,7 +216,7 @@ def test_fusion_checkpoint_exports_with_is_longer(tmp_path):
     import torch
     from transformers import ClapFeatureExtractor, ClapModel
 
-    from listener.logmel import LogMel
+    from listener.model.logmel import LogMel
     from tests.fixtures_model import build_tiny_checkpoint
 
     ckpt = build_tiny_checkpoint(tmp_path / "ckpt", seed=1, fusion=True)

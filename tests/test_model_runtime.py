@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.audio_tower import AudioTower, physical_cores
 from listener.errors import ModelError
 from listener.export.exporter import generated_features
-from listener.modeldir import ModelDir
-from listener.prompts import PromptBank
-from listener.text_tower import TextTower
+from listener.model.audio_tower import AudioTower
+from listener.model.modeldir import ModelDir
+from listener.model.prompt_bank import PromptBank
+from listener.model.session import physical_cores
+from listener.model.text_tower import TextTower
 
 PROMPTS = ["a dog barking", "smoke alarm beeping in the kitchen", "rain"]
 

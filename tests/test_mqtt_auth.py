@@ -9,7 +9,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from listener.mqtt import MqttSink
+from listener.mqtt.publisher import MqttSink
 from tests.fixtures_broker import mqtt_config, wait_until
 from tests.mqtt_driver import make_pair, trigger
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from listener.mqtt import MqttSink
-from listener.spool import SPOOL_FILE, Spool
+from listener.mqtt.publisher import MqttSink
+from listener.mqtt.spool import SPOOL_FILE, Spool
 from tests.fixtures_broker import mqtt_config, wait_until
 from tests.mqtt_driver import make_pair, trigger
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 
-from listener.config import MqttConfig
-from listener.discovery import discovery_configs
-from listener.mqtt import MqttSink
+from listener.config.schema import MqttConfig
+from listener.mqtt.discovery import discovery_configs
+from listener.mqtt.publisher import MqttSink
 from tests.fixtures_broker import mqtt_config
 from tests.mqtt_driver import trigger
 
-# Written from Home Assistant's MQTT docs, independently of listener.discovery.
+# Written from Home Assistant's MQTT docs, independently of listener.mqtt.discovery.
 COMMON = {"name", "unique_id", "availability_topic", "payload_available",
           "payload_not_available", "device", "origin"}
 PER_COMPONENT = {

@@ -8,11 +8,11 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from listener.config import MqttConfig
+from listener.config.schema import MqttConfig
+from listener.detect.events import ScoreLine
 from listener.errors import UserError
-from listener.events import ScoreLine
-from listener.mqtt import MqttSink
-from listener.switches import SWITCHES_FILE, parse_switch
+from listener.mqtt.publisher import MqttSink
+from listener.service.switches import SWITCHES_FILE, parse_switch
 from tests.fixtures_broker import mqtt_config
 from tests.mqtt_driver import make_pair, trigger
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from listener.config import Config
+from listener.audio.sources import ArraySource
+from listener.config.schema import Config
 from listener.errors import ConfigError
-from listener.pipeline import Pipeline
-from listener.sources import ArraySource
+from listener.service.pipeline import Pipeline
 
 SR = 48000
 
@@ -284,9 +284,9 @@ def test_slow_tower_skips_stale_windows_and_memory_stays_flat(tiny_model_dir, tm
 def test_clip_longer_than_ring_is_accumulated_and_retention_applies(tmp_path):
     import os
 
-    from listener.clips import ClipRecorder
-    from listener.config import ClipsConfig
-    from listener.ringbuffer import RingBuffer
+    from listener.audio.ringbuffer import RingBuffer
+    from listener.config.schema import ClipsConfig
+    from listener.service.clips import ClipRecorder
 
     rate = 1000
     ring = RingBuffer(3 * rate)  # holds 3 s; the event lasts 10 s

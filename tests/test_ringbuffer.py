@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.ringbuffer import RingBuffer
-from listener.windows import HopScheduler
+from listener.audio.ringbuffer import RingBuffer
+from listener.audio.scheduler import HopScheduler
 
 
 def test_read_by_absolute_index_across_wraps():

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.audio import write_wav
-from listener.sdnotify import Notifier
+from listener.audio.decode import write_wav
+from listener.service.sdnotify import Notifier
 
 WATCHDOG_USEC = 400_000  # 0.4 s: pings at most every 0.2 s
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from listener.config import SourceConfig
-from listener.errors import AudioError
-from listener.sources import (
+from listener.audio.sources import (
     FileSource,
     MicSource,
     StdinSource,
     make_source,
     resolve_device,
 )
+from listener.config.schema import SourceConfig
+from listener.errors import AudioError
 
 SR = 48000
 
@@ -55,7 +55,7 @@ def test_file_source_resamples_to_48k_mono(tmp_path, rate, channels, subtype):
     mid = out[SR : 2 * SR]
     assert abs(np.sqrt(np.mean(mid**2)) - 0.5 / np.sqrt(2)) < 0.01
     # streaming blocks equal whole-signal conversion up to resampler edge effects
-    from listener.audio import load_audio
+    from listener.audio.decode import load_audio
 
     whole = load_audio(path)
     n = min(whole.size, out.size)
@@ -209,11 +209,12 @@ class FakeSdFull(FakeSd):
 def test_devices_command_lists_inputs_or_says_none(monkeypatch, capsys):
     import argparse
 
-    import listener.sources
+    import listener.audio.sources
+
     from listener.cli import devices
 
     sd = FakeSdFull([dev("USB Mic", 1), dev("HDMI out", 0), dev("ReSpeaker", 4)])
-    monkeypatch.setattr(listener.sources, "import_sounddevice", lambda: sd)
+    monkeypatch.setattr(listener.audio.sources, "import_sounddevice", lambda: sd)
     assert devices.run(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "USB Mic (ALSA)" in out and "ReSpeaker" in out and "HDMI" not in out

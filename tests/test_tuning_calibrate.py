@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from listener.__main__ import main
-from listener.config import TriggerSettings, load_config
+from listener.config.loader import load_config
+from listener.detect.settings import TriggerSettings
 from listener.tuning.calibrate import (
     DAY,
     GRID,
@@ -275,7 +276,7 @@ def _starts(out: str) -> dict[str, int]:
 def test_calibrate_end_to_end_then_rescan_stays_within_budget(
     hearing_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from listener.audio import write_wav
+    from listener.audio.decode import write_wav
     from tests.hearing import sounds
 
     # ordinary background: room noise of three kinds and a humming fridge, none of the targets

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.config import TriggerSettings
+from listener.detect.events import Event, ScoreLine
+from listener.detect.hysteresis import Hysteresis
+from listener.detect.settings import TriggerSettings
 from listener.errors import MissingExtraError
-from listener.events import Event, ScoreLine
-from listener.hysteresis import Hysteresis
 from listener.tuning.plot import plot_recording
-from listener.tuning.scoresink import ScoreRecorder
+from listener.tuning.recorder import ScoreRecorder
 
 SETTINGS = {
     "smoke_alarm": TriggerSettings(0.30, 0.25, 2, 2.0, 5.0, 0.05),
@@ -89,7 +89,7 @@ def test_unwritable_output_is_a_user_error(tmp_path: Path) -> None:
 def test_scan_plot_end_to_end(hearing_model_dir: Path, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     from listener.__main__ import main
-    from listener.audio import write_wav
+    from listener.audio.decode import write_wav
     from tests.hearing import sounds
     from tests.test_tuning_calibrate import E2E_OFF, E2E_ON
 

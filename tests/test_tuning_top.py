@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from listener.events import Event, ScoreLine
+from listener.detect.events import Event, ScoreLine
 from listener.tuning.top import (
     FrameWriter,
     TopTracker,
@@ -112,7 +112,7 @@ def test_tty_stream_redraws_in_place_with_ansi() -> None:
 
 
 def test_adhoc_prompts_become_hidden_disabled_triggers() -> None:
-    from listener.config import parse_config
+    from listener.config.loader import parse_config
 
     cfg = parse_config(
         "triggers:\n  - name: dog\n    prompts: [a dog barking, a dog growling]\n"
@@ -167,8 +167,8 @@ def test_top_shows_what_the_pipeline_computes(hearing_model_dir, tmp_path, capsy
     import json
 
     from listener.__main__ import main
-    from listener.audio import write_wav
-    from listener.config import load_config
+    from listener.audio.decode import write_wav
+    from listener.config.loader import load_config
     from listener.tuning.top import run_top
     from tests.hearing import sounds
 

@@ -39,11 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_settings(args: argparse.Namespace) -> tuple[str, str, str, int]:
-    from listener.config import ModelConfig
+    from listener.config.schema import ModelConfig
 
     mc = ModelConfig()
     if args.config or not args.model:
-        from listener.config import load_config
+        from listener.config.loader import load_config
         from listener.errors import UserError
 
         try:
@@ -59,8 +59,8 @@ def _model_settings(args: argparse.Namespace) -> tuple[str, str, str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.bench import format_bench, run_bench
     from listener.errors import UserError
+    from listener.export.bench import format_bench, run_bench
 
     if args.runs < 1:
         raise UserError("--runs must be at least 1")

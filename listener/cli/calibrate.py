@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.config import load_config
+    from listener.config.loader import load_config
     from listener.errors import UserError
     from listener.tuning.calibrate import calibrate, collect, format_report, write_thresholds
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from listener.config import find_config, load_config, masked_dump
+from listener.config.loader import find_config, load_config, masked_dump
 from listener.errors import ConfigError
 
 

@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.sources import import_sounddevice, input_devices
+    from listener.audio.sources import import_sounddevice, input_devices
 
     sd = import_sounddevice()
     devices = input_devices(sd)

@@ -46,20 +46,20 @@ def _emit(obj: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from listener.modeldir import ModelDir
+    from listener.model.modeldir import ModelDir
 
     model = ModelDir(args.model)
     if args.text:
-        from listener.text_tower import TextTower
+        from listener.model.text_tower import TextTower
 
         tower = TextTower(model, args.precision, threads=args.threads)
         for text, vec in zip(args.text, tower.embed(args.text), strict=True):
             _emit({"input": text, "embedding": [round(float(v), 7) for v in vec]})
         return 0
 
-    from listener.audio import load_audio
-    from listener.audio_tower import AudioTower
-    from listener.logmel import LogMel
+    from listener.audio.decode import load_audio
+    from listener.model.audio_tower import AudioTower
+    from listener.model.logmel import LogMel
 
     logmel = LogMel.from_config(
         model.preprocessor_config, str(model.path / "preprocessor_config.json")

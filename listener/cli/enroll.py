@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _record(seconds: float, device: str | int | None) -> np.ndarray:
-    from listener.sources import MicSource
+    from listener.audio.sources import MicSource
 
     mic = MicSource(device)
     mic.open()
@@ -53,9 +53,10 @@ def _record(seconds: float, device: str | int | None) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.audio import level_dbfs, load_audio, write_wav
+    from listener.audio.decode import load_audio, write_wav
+    from listener.audio.level import level_dbfs
+    from listener.detect.triggers import MIN_EXAMPLE_SECONDS
     from listener.errors import UserError
-    from listener.triggers import MIN_EXAMPLE_SECONDS
 
     if not re.match(r"^[A-Za-z0-9_.-]+$", args.name):
         raise UserError(f"enroll: NAME {args.name!r} may only contain letters, digits, "
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"enroll: --seconds must be positive, got {args.seconds}")
         device: str | int | None = args.device
         if device is None and args.config:
-            from listener.config import load_config
+            from listener.config.loader import load_config
 
             device = load_config(args.config, check_files=False).config.source.device
         audio = _record(args.seconds, device)

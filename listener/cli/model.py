@@ -84,7 +84,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from listener.pull import DEFAULT_REPO, pull
+    from listener.export.pull import DEFAULT_REPO, pull
 
     repo = args.repo_id or DEFAULT_REPO
     pull(repo, args.dir, revision=args.revision, log=_err)
@@ -92,8 +92,8 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from listener.modeldir import ModelDir
-    from listener.verify import format_report, verify_model
+    from listener.export.verify import format_report, verify_model
+    from listener.model.modeldir import ModelDir
 
     model = ModelDir(args.dir)
     checked = model.verify_hashes()  # a damaged file is reported before any comparison
@@ -107,8 +107,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from listener.modeldir import ModelDir
-    from listener.verify import model_info
+    from listener.export.verify import model_info
+    from listener.model.modeldir import ModelDir
 
     model = ModelDir(args.dir)
     info = model_info(model)

@@ -61,6 +61,6 @@ def _import_structlog_without_rich() -> None:
 def run(args: argparse.Namespace) -> int:
     _limit_malloc()
     _import_structlog_without_rich()
-    from listener.daemon import run_daemon
+    from listener.service.daemon import run_daemon
 
     return run_daemon(args.config, log_level=args.log_level)

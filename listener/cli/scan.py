@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from listener.events import Event, ScoreLine
+from listener.detect.events import Event, ScoreLine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,10 +86,10 @@ class ScanSink:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.config import load_config
+    from listener.audio.sources import FileSource
+    from listener.config.loader import load_config
     from listener.errors import ConfigError, UserError
-    from listener.pipeline import Pipeline
-    from listener.sources import FileSource
+    from listener.service.pipeline import Pipeline
 
     source = FileSource(Path(args.file), realtime=bool(args.realtime))
     source.open()  # a missing or undecodable file fails before the model loads

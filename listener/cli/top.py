@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from listener.config import SourceConfig, _parse_source, load_config
+    from listener.config.loader import load_config
+    from listener.config.schema import SourceConfig, _parse_source
     from listener.errors import UserError
     from listener.tuning.top import run_top
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from listener import __version__
 from listener.errors import MissingExtraError, ModelError, UserError
-from listener.modeldir import write_manifest
+from listener.model.modeldir import write_manifest
 
 MIN_COSINE = 0.99999
 COPIED_FILES = ("tokenizer.json", "preprocessor_config.json", "config.json")

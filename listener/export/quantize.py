@@ -7,7 +7,7 @@ without touching the exporter.
 Choice of settings (MEASURED, not guessed): full-size default ``ClapConfig``
 with random weights (/tmp/full_model from `listener model export`), audio tower,
 int8 vs fp32 on the 10 generated signals of ``listener model verify`` (log-mel by
-listener.logmel), cosine of the L2-normalised embeddings, raw and centred (mean
+listener.model.logmel), cosine of the L2-normalised embeddings, raw and centred (mean
 fp32 embedding of the set removed from both), 2026-11-22, Xeon with AVX-512 VNNI:
 
     per_channel reduce_range   raw min / mean      centred min / mean

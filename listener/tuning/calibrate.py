@@ -2,7 +2,7 @@
 
 The user records (or points at) audio that contains none of the target sounds.
 Every window's raw per-trigger score is collected; any start the real
-:class:`~listener.hysteresis.Hysteresis` would make on that audio is a false
+:class:`~listener.detect.hysteresis.Hysteresis` would make on that audio is a false
 start. For candidate ``on_windows`` values we binary-search the lowest
 ``on_threshold`` whose simulated false starts fit the budget (``R`` per day,
 scaled to the observed duration), pick the candidate that loses the least
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from listener.config import TriggerSettings
+from listener.detect.hysteresis import Hysteresis
+from listener.detect.settings import TriggerSettings
 from listener.errors import ConfigError, UserError
-from listener.hysteresis import Hysteresis
 
 DAY = 86400.0
 GRID = 0.005  # threshold resolution of proposals
@@ -441,7 +441,7 @@ def write_thresholds(path: Path, proposals: Sequence[Proposal], now: float | Non
     replaced; the replacement is atomic (temp file + rename) and keeps the file mode.
     Returns the backup path.
     """
-    from listener.config import parse_config
+    from listener.config.loader import parse_config
 
     text = path.read_bytes().decode("utf-8")  # keep CRLF line ends as they are
     values = {
@@ -498,10 +498,10 @@ def collect(
     """
     import threading
 
-    from listener.config import SourceConfig
-    from listener.pipeline import Pipeline
-    from listener.sources import FileSource
-    from listener.tuning.scoresink import ScoreRecorder
+    from listener.audio.sources import FileSource
+    from listener.config.schema import SourceConfig
+    from listener.service.pipeline import Pipeline
+    from listener.tuning.recorder import ScoreRecorder
 
     names = [t.name for t in config.triggers]
     if not names:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from listener.config import TriggerSettings
+from listener.detect.settings import TriggerSettings
 from listener.errors import MissingExtraError, UserError
-from listener.tuning.scoresink import Recording, ScoreRecorder
+from listener.tuning.recorder import Recording, ScoreRecorder
 
 DPI = 100
 

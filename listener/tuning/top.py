@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from listener.events import Event, ScoreLine
+from listener.detect.events import Event, ScoreLine
 
 HIDDEN_PREFIX = "__top_p"
 LEVEL_FLOOR = -90.0  # dBFS at the left end of the level meter
@@ -328,7 +328,7 @@ def adhoc_triggers(
     Returns (config, {hidden trigger name: (prompt text, owner)}). Owner is the
     configured trigger that lists the prompt, or "ad hoc" for ``--prompts``.
     """
-    from listener.config import TriggerConfig
+    from listener.config.schema import TriggerConfig
 
     cfg = config.model_copy(deep=True)
     owner: dict[str, str] = {}
@@ -368,7 +368,7 @@ def run_top(
 
     A file source is paced like a microphone unless ``realtime=False`` is given.
     """
-    from listener.pipeline import Pipeline
+    from listener.service.pipeline import Pipeline
 
     out = out or sys.stdout
     stop = stop or threading.Event()

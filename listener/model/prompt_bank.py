@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from listener.errors import ModelError
-from listener.modeldir import ModelDir
-from listener.text_tower import TextTower
+from listener.model.modeldir import ModelDir
+from listener.model.text_tower import TextTower
 
 log = logging.getLogger(__name__)
 

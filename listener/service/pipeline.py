@@ -25,16 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from listener.audio import SAMPLE_RATE, level_dbfs, load_audio
-from listener.clips import ClipRecorder
-from listener.config import Config
-from listener.engine import Engine
-from listener.events import Event, ScoreLine
-from listener.ringbuffer import RingBuffer
-from listener.sinks import Sink
-from listener.sources import Source, make_source
-from listener.triggers import TriggerSet, check_example_length
-from listener.windows import HopScheduler
+from listener.audio.decode import SAMPLE_RATE, load_audio
+from listener.audio.level import level_dbfs
+from listener.audio.ringbuffer import RingBuffer
+from listener.audio.scheduler import HopScheduler
+from listener.audio.sources import Source, make_source
+from listener.config.schema import Config
+from listener.detect.detector import Engine
+from listener.detect.events import Event, ScoreLine
+from listener.detect.triggers import TriggerSet, check_example_length
+from listener.service.clips import ClipRecorder
+from listener.service.sinks import Sink
 
 log = logging.getLogger("listener.pipeline")
 
@@ -71,10 +72,10 @@ class Pipeline:
         heartbeat: Callable[[], None] | None = None,
         source: Source | None = None,
     ) -> None:
-        from listener.audio_tower import AudioTower
-        from listener.logmel import LogMel
-        from listener.modeldir import ModelDir
-        from listener.prompts import PromptBank
+        from listener.model.audio_tower import AudioTower
+        from listener.model.logmel import LogMel
+        from listener.model.modeldir import ModelDir
+        from listener.model.prompt_bank import PromptBank
 
         self.config = config
         self.sinks = list(sinks)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from listener.config import TriggerSettings
+from listener.detect.settings import TriggerSettings
 
 EPS = 1e-9
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from listener.audio_tower import AudioTower
-from listener.modeldir import ModelDir
+from listener.model.audio_tower import AudioTower
+from listener.model.modeldir import ModelDir
 
 PROMPTS = (
     "a dog barking",
@@ -97,8 +97,8 @@ def compare(test: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
 
 def load_inputs(model: ModelDir, audio_files: list[str] | None) -> tuple[list[str], np.ndarray]:
     """(names, features [N, C, frames, mels]): the files (newest 10 s), then generated signals."""
-    from listener.audio import load_audio
-    from listener.logmel import LogMel
+    from listener.audio.decode import load_audio
+    from listener.model.logmel import LogMel
 
     logmel = LogMel.from_config(
         model.preprocessor_config, str(model.path / "preprocessor_config.json")
@@ -121,7 +121,7 @@ def verify_model(
     prompts: tuple[str, ...] = PROMPTS,
 ) -> dict[str, Any]:
     """Compare ``precision`` with ``reference`` towers of ``model``; a JSON-able report."""
-    from listener.text_tower import TextTower
+    from listener.model.text_tower import TextTower
 
     names, feats = load_inputs(model, audio_files)
     embs = {}

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from listener.audio import SAMPLE_RATE, level_dbfs
-from listener.config import AudioConfig
-from listener.events import Event, ScoreLine, new_event_id, utc_iso
-from listener.hysteresis import Hysteresis, Transition
-from listener.triggers import Trigger, TriggerScore, TriggerSet
+from listener.audio.decode import SAMPLE_RATE
+from listener.audio.level import level_dbfs
+from listener.config.schema import AudioConfig
+from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
+from listener.detect.hysteresis import Hysteresis, Transition
+from listener.detect.triggers import Trigger, TriggerScore, TriggerSet
 
 
 @dataclass
@@ -40,7 +41,7 @@ class _State:
 class Engine:
     def __init__(self, logmel: Any, tower: Any, triggers: TriggerSet, audio: AudioConfig,
                  model_id: str, rate: int = SAMPLE_RATE) -> None:
-        from listener.logmel import StreamingLogMel
+        from listener.model.logmel import StreamingLogMel
 
         self.logmel = logmel
         self.streaming = StreamingLogMel(logmel)

@@ -132,9 +132,10 @@ def run_bench(
     """Measure the daemon's per-window path on generated audio; a JSON-able dict."""
     import onnxruntime as ort
 
-    from listener.audio_tower import AudioTower, physical_cores
-    from listener.logmel import LogMel, StreamingLogMel
-    from listener.modeldir import ModelDir
+    from listener.model.audio_tower import AudioTower
+    from listener.model.logmel import LogMel, StreamingLogMel
+    from listener.model.modeldir import ModelDir
+    from listener.model.session import physical_cores
 
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from listener.audio import SAMPLE_RATE, write_wav
-from listener.config import ClipsConfig
-from listener.ringbuffer import RingBuffer
+from listener.audio.decode import SAMPLE_RATE, write_wav
+from listener.audio.ringbuffer import RingBuffer
+from listener.config.schema import ClipsConfig
 
 MAX_CLIP_SECONDS = 120.0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from listener.events import Event, ScoreLine
+from listener.detect.events import Event, ScoreLine
 
 
 @dataclass

@@ -93,14 +93,6 @@ def load_audio(
     return resample(mono, rate)
 
 
-def level_dbfs(samples: np.ndarray) -> float:
-    """RMS level in dBFS (full-scale sine = -3 dB); silence floors at -120."""
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return max(-120.0, 20.0 * np.log10(rms + 1e-12))
-
-
 def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Write float32 mono samples as 16-bit PCM WAV (clips, enrolled examples)."""
     import soundfile as sf

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from listener.events import Event, ScoreLine
+from listener.detect.events import Event, ScoreLine
 
 
 class Sink(Protocol):

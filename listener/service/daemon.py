@@ -33,11 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from listener.config import Config, LoadedConfig, TriggerConfig, load_config
+from listener.config.loader import LoadedConfig, load_config
+from listener.config.schema import Config, TriggerConfig
+from listener.detect.events import Event, ScoreLine
 from listener.errors import ConfigError, UserError
-from listener.events import Event, ScoreLine
 from listener.logs import get_logger, setup_logging
-from listener.sdnotify import Notifier
+from listener.service.sdnotify import Notifier
 
 FLUSH_SECONDS = 5.0  # how long shutdown waits for the spool to reach the broker
 STATUS_SECONDS = 10.0  # how often STATUS= is refreshed
@@ -178,7 +179,7 @@ class Daemon:
         self.notifier.watchdog()
 
     def start(self) -> None:
-        from listener.pipeline import Pipeline
+        from listener.service.pipeline import Pipeline
 
         cfg = self.config
         self.notifier.status("loading model")
@@ -203,7 +204,7 @@ class Daemon:
         _release_startup_memory()
 
     def _start_mqtt(self) -> None:
-        from listener.mqtt import MqttSink
+        from listener.mqtt.publisher import MqttSink
 
         cfg = self.config
         state_dir = cfg.resolved_state_dir

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from listener.errors import ModelError
-from listener.modeldir import ModelDir, sha256_file, write_manifest
+from listener.model.modeldir import ModelDir, sha256_file, write_manifest
 
 DEFAULT_REPO = "Xenova/clap-htsat-unfused"
 DEFAULT_FILES = (

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from listener.audio_tower import l2_normalise, make_session
 from listener.errors import ModelError
-from listener.modeldir import HOW_TO_GET, ModelDir
+from listener.model.modeldir import HOW_TO_GET, ModelDir
+from listener.model.session import l2_normalise, make_session
 
 
 def load_tokenizer(model: ModelDir, max_length: int | None = None):

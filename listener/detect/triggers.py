@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from listener.config import TriggerConfig, TriggerDefaults, TriggerSettings
+from listener.config.schema import TriggerConfig, TriggerDefaults
+from listener.detect.settings import TriggerSettings
 from listener.errors import ConfigError
 
 MIN_EXAMPLE_SECONDS = 0.5

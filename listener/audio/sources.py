@@ -25,8 +25,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from listener.audio import SAMPLE_RATE, open_audio_file, sanitize, to_mono
-from listener.config import SourceConfig
+from listener.audio.decode import SAMPLE_RATE, open_audio_file, sanitize, to_mono
+from listener.config.schema import SourceConfig
 from listener.errors import AudioError
 
 PCM_FORMATS: dict[str, tuple[str, float]] = {

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from listener import __version__
-from listener.config import MqttConfig, TriggerConfig
+from listener.config.schema import MqttConfig, TriggerConfig
 
 ORIGIN_NAME = "listener"
 # Where users report problems; shown by Home Assistant in the device's MQTT info.

@@ -4,7 +4,7 @@ Why it is built this way:
 
 - The audio path must never wait for the network. ``on_scores``/``on_event`` only
   record what changed (events also go to the SQLite spool first, see
-  :mod:`listener.spool`) and wake one worker thread, which is the only code that calls
+  :mod:`listener.mqtt.spool`) and wake one worker thread, which is the only code that calls
   ``publish``. paho's callbacks (its own network thread) only set flags, so no lock is
   ever held across a call into paho and the two threads cannot deadlock.
 - Nothing is lost to outages: spooled events are published QoS 1 in spool order and
@@ -38,8 +38,10 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from listener.config import MqttConfig, TriggerConfig
-from listener.discovery import (
+from listener.config.schema import MqttConfig, TriggerConfig
+from listener.detect.events import Event, ScoreLine
+from listener.errors import ConfigError, UserError
+from listener.mqtt.discovery import (
     availability_topic,
     base_topic,
     discovery_configs,
@@ -49,10 +51,8 @@ from listener.discovery import (
     status_topic,
     trigger_topic,
 )
-from listener.errors import ConfigError, UserError
-from listener.events import Event, ScoreLine
-from listener.spool import SPOOL_FILE, Spool
-from listener.switches import Switches, parse_switch
+from listener.mqtt.spool import SPOOL_FILE, Spool
+from listener.service.switches import Switches, parse_switch
 
 log = structlog.get_logger("listener.mqtt")
 

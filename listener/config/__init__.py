@@ -1,0 +1,1 @@
+"""The configuration file: schema, loader with line numbers, write-back."""

@@ -1,0 +1,339 @@
+"""The configuration schema: every section, key, default and rule, as pydantic models.
+
+One YAML file describes the model, the audio source, the triggers and the MQTT
+connection. This module says what is valid; :mod:`listener.config.loader` reads the
+file (with line numbers) and turns each problem into ``file:line key.path: what``.
+Rules that involve several keys raise through :func:`_at`, which names the key the
+user must change, so the message points at its line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from listener.detect.settings import TriggerSettings
+from listener.errors import ConfigError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+# --- small validated types -------------------------------------------------------------
+
+
+def _at(path: str, message: str) -> ValueError:
+    """A cross-field error that belongs to one key (``path`` like ``triggers[2].name``).
+
+    pydantic reports a model validator's error at the section; the tag lets the
+    formatter point at the line of the key the user must change instead.
+    """
+    return ValueError(f"<<{path}>>{message}")
+
+
+def _unit_interval(v: float) -> float:
+    if not 0.0 <= v <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return v
+
+
+def _positive(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be greater than 0")
+    return v
+
+
+def _non_negative(v: float) -> float:
+    if v < 0:
+        raise ValueError("must be 0 or more")
+    return v
+
+
+def _identifier(v: str) -> str:
+    if not ID_PATTERN.match(v):
+        raise ValueError(
+            "may only contain letters, digits, '_' and '-' (it is used in MQTT topics "
+            "and Home Assistant ids)"
+        )
+    return v
+
+
+def _non_empty_text(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+UnitFloat = Annotated[float, AfterValidator(_unit_interval)]
+PositiveFloat = Annotated[float, AfterValidator(_positive)]
+NonNegFloat = Annotated[float, AfterValidator(_non_negative)]
+PositiveInt = Annotated[int, AfterValidator(_positive)]
+NonNegInt = Annotated[int, AfterValidator(_non_negative)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Text = Annotated[str, AfterValidator(_non_empty_text)]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, values are not coerced from text."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class ModelConfig(Strict):
+    dir: Path = Path("models/clap-htsat-unfused")
+    precision: Literal["int8", "fp32", "fp16"] = "int8"
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    # 1 intra-op thread meets issue 6's CPU budget (0 = one per physical core)
+    threads: NonNegInt = 1
+
+
+def _parse_source(v: Any) -> Any:
+    """Accept the shorthands ``mic``, ``stdin`` and ``file:PATH`` besides a mapping."""
+    if isinstance(v, str):
+        if v in ("mic", "stdin"):
+            return {"type": v}
+        if v.startswith("file:"):
+            return {"type": "file", "path": v[len("file:") :]}
+        raise ValueError("must be 'mic', 'stdin', 'file:PATH' or a mapping with 'type'")
+    return v
+
+
+class SourceConfig(Strict):
+    type: Literal["mic", "file", "stdin"] = "mic"
+    device: str | int | None = None
+    path: Path | None = None
+    realtime: bool = False
+    sample_rate: PositiveInt | None = None
+    channels: PositiveInt | None = None
+    format: Literal["s16le", "s32le", "f32le"] = "s16le"
+    block_seconds: PositiveFloat = 0.1
+
+    @model_validator(mode="after")
+    def _needs_path(self) -> SourceConfig:
+        if self.type == "file" and self.path is None:
+            raise _at("path", "is required for a file source (or write source: file:PATH)")
+        return self
+
+
+class AudioConfig(Strict):
+    window_seconds: PositiveFloat = 10.0
+    hop_seconds: PositiveFloat = 1.0
+    pre_roll_seconds: NonNegFloat = 5.0
+    min_level_dbfs: float = -70.0
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _window_max(cls, v: float) -> float:
+        if v > 10.0:
+            raise ValueError("must be at most 10 (the model hears 10-s windows)")
+        return v
+
+    @field_validator("min_level_dbfs")
+    @classmethod
+    def _dbfs(cls, v: float) -> float:
+        if v > 0:
+            raise ValueError("must be 0 or below (dBFS)")
+        return v
+
+    @model_validator(mode="after")
+    def _hop_le_window(self) -> AudioConfig:
+        if self.hop_seconds > self.window_seconds:
+            raise _at(
+                "hop_seconds",
+                f"must not exceed window_seconds ({self.window_seconds}), got {self.hop_seconds}",
+            )
+        return self
+
+
+class TriggerDefaults(Strict):
+    """Hysteresis settings every trigger inherits unless it sets its own."""
+
+    on_threshold: UnitFloat = 0.30
+    off_threshold: UnitFloat = 0.25
+    on_windows: PositiveInt = 2
+    off_seconds: NonNegFloat = 3.0
+    cooldown_seconds: NonNegFloat = 10.0
+    margin: NonNegFloat = 0.05
+
+    @model_validator(mode="after")
+    def _off_le_on(self) -> TriggerDefaults:
+        if self.off_threshold > self.on_threshold:
+            raise _at(
+                "off_threshold",
+                f"must not exceed on_threshold ({self.on_threshold}), got {self.off_threshold}",
+            )
+        return self
+
+
+class TriggerConfig(Strict):
+    name: Identifier
+    label: str | None = None
+    prompts: list[Text] = Field(default_factory=list)
+    examples: list[Path] = Field(default_factory=list)
+    negatives: list[Text] = Field(default_factory=list)
+    enabled: bool = True
+    on_threshold: UnitFloat | None = None
+    off_threshold: UnitFloat | None = None
+    on_windows: PositiveInt | None = None
+    off_seconds: NonNegFloat | None = None
+    cooldown_seconds: NonNegFloat | None = None
+    margin: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _has_something_to_match(self) -> TriggerConfig:
+        if not self.prompts and not self.examples:
+            raise ValueError("a trigger needs at least one of 'prompts' or 'examples'")
+        return self
+
+    def settings(self, defaults: TriggerDefaults) -> TriggerSettings:
+        """The effective hysteresis settings: this trigger's own, else the defaults."""
+        pick = {
+            k: (getattr(self, k) if getattr(self, k) is not None else getattr(defaults, k))
+            for k in TriggerDefaults.model_fields
+        }
+        return TriggerSettings(**pick)
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name.replace("_", " ").replace("-", " ").capitalize()
+
+
+class ClipsConfig(Strict):
+    enabled: bool = False
+    dir: Path | None = None
+    pre_seconds: NonNegFloat = 2.0
+    post_seconds: NonNegFloat = 2.0
+    max_age_days: PositiveFloat = 30.0
+    max_total_mb: PositiveFloat = 500.0
+
+
+class TlsConfig(Strict):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            given, missing = (
+                ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
+            )
+            raise _at(given, f"needs {missing} too (a client certificate and its key go together)")
+        return self
+
+
+class DiscoveryConfig(Strict):
+    enabled: bool = True
+    prefix: Identifier = "homeassistant"
+
+
+class SpoolConfig(Strict):
+    max_events: PositiveInt = 10000
+    max_age_days: PositiveFloat = 7.0
+
+
+class MqttConfig(Strict):
+    enabled: bool = True
+    host: Text = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    client_id: str | None = None
+    keepalive: PositiveInt = 60
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    topic_prefix: Identifier = "listener"
+    device_id: Identifier = "listener"
+    device_name: Text = "Listener"
+    suggested_area: str | None = None
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    score_delta: NonNegFloat = 0.01
+    level_delta_db: NonNegFloat = 0.5
+    stats_interval_seconds: PositiveFloat = 30.0
+    reconnect_min_seconds: PositiveFloat = 1.0
+    reconnect_max_seconds: PositiveFloat = 60.0
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise _at("password_file", "set either password or password_file, not both")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            raise _at(
+                "reconnect_min_seconds",
+                f"must not exceed reconnect_max_seconds ({self.reconnect_max_seconds}), "
+                f"got {self.reconnect_min_seconds}",
+            )
+        return self
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class Config(Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    source: Annotated[SourceConfig, BeforeValidator(_parse_source)] = Field(
+        default_factory=SourceConfig
+    )
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    defaults: TriggerDefaults = Field(default_factory=TriggerDefaults)
+    background: list[Text] = Field(default_factory=list)
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    state_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.triggers):
+            if t.name in seen:
+                raise _at(
+                    f"triggers[{i}].name",
+                    f"duplicate trigger name '{t.name}' (already used by triggers[{seen[t.name]}]):"
+                    " names must be unique",
+                )
+            seen[t.name] = i
+        return self
+
+    def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
+        settings = trigger.settings(self.defaults)
+        if settings.off_threshold > settings.on_threshold:
+            raise ConfigError(
+                f"trigger '{trigger.name}': off_threshold ({settings.off_threshold}) must not "
+                f"exceed on_threshold ({settings.on_threshold})"
+            )
+        return settings
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """Where spool, prompt cache and clips live: config, then $STATE_DIRECTORY, then XDG."""
+        if self.state_dir is not None:
+            return self.state_dir
+        env = os.environ.get("STATE_DIRECTORY")
+        if env:
+            return Path(env.split(":")[0])
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "listener"
+
+

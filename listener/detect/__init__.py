@@ -1,0 +1,1 @@
+"""From an embedding to decisions: trigger settings, scores, hysteresis, events, detector."""

@@ -1,0 +1,1 @@
+"""The CLAP model at run time: model directory, sessions, log-mel, towers, prompt bank."""

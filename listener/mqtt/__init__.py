@@ -1,0 +1,1 @@
+"""MQTT and Home Assistant: topics, discovery, client, publisher and its durable spool."""

@@ -1,0 +1,1 @@
+"""Running it: pipeline loops, sinks, clips, switches, systemd notify and the daemon."""
