@@ -1,9 +1,10 @@
-"""A tiny process that runs a real MqttSink, for crash and log tests.
+"""A tiny process that runs a real MqttPublisher, for crash and log tests; and the
+helpers the MQTT tests share to feed a publisher what a detector would hand it.
 
     python -m tests.mqtt_driver --state-dir D --mqtt '{"host": ..., "port": ...}' \
         [--trigger smoke] [--pairs N] [--flush-exit SECONDS]
 
-It starts the sink, emits N start/end event pairs (printing each event's JSON line on
+It starts the publisher, emits N start/end event pairs (printing each event's JSON line on
 stdout, then ``spooled``), and then either flushes and exits (``--flush-exit``: exit 0
 when the spool emptied in time, else 1) or waits until SIGTERM/SIGINT (close, exit 0).
 Logs are JSON lines on stderr, so tests can count error lines.
@@ -22,8 +23,13 @@ from pathlib import Path
 import structlog
 
 from listener.config.schema import MqttConfig, TriggerConfig
+from listener.detect.detector import DetectorResult, ScoredWindow, TriggerState
 from listener.detect.events import Event, new_event_id, utc_iso
-from listener.mqtt.publisher import MqttSink
+from listener.detect.settings import TriggerSettings
+from listener.mqtt.publisher import MqttPublisher, OnCommand
+from listener.service.state_files import StateDir
+
+SETTINGS = TriggerSettings(0.3, 0.25, 1, 1.0, 0.0, 0.0)
 
 
 def make_pair(trigger: str, t0: float) -> list[Event]:
@@ -40,6 +46,45 @@ def make_pair(trigger: str, t0: float) -> list[Event]:
 
 def trigger(name: str) -> TriggerConfig:
     return TriggerConfig(name=name, prompts=["a test sound"])
+
+
+def publisher(cfg: MqttConfig, names: list[str], state_dir: Path, model_id: str = "m",
+              on_command: OnCommand | None = None) -> MqttPublisher:
+    """A publisher for triggers ``names`` keeping its files in ``state_dir``."""
+    files = StateDir(Path(state_dir))
+    return MqttPublisher(cfg, [trigger(n) for n in names], model_id, files.spool,
+                         files.published_discovery, on_command=on_command)
+
+
+class Feed:
+    """The results a detector would hand the publisher for triggers ``names`` (test data):
+    states follow the events fed, scores and level come with windows."""
+
+    def __init__(self, names: list[str], enabled: dict[str, bool] | None = None) -> None:
+        self.active = {n: False for n in names}
+        self.enabled = {n: True for n in names} | (enabled or {})
+        self.scores = {n: 0.0 for n in names}
+
+    def _result(self, window: ScoredWindow | None, events: tuple[Event, ...]) -> DetectorResult:
+        states = tuple(
+            TriggerState(name=n, score=self.scores[n], relative=None, match="", qualifies=False,
+                         run=0, active=self.active[n], enabled=self.enabled[n],
+                         cooldown_left=0.0, settings=SETTINGS)
+            for n in self.active
+        )
+        return DetectorResult(window, states, events)
+
+    def snapshot(self) -> DetectorResult:
+        return self._result(None, ())
+
+    def events(self, *events: Event) -> DetectorResult:
+        for ev in events:
+            self.active[ev.trigger] = ev.type == "start"
+        return self._result(None, events)
+
+    def window(self, scores: dict[str, float], level: float = -30.0) -> DetectorResult:
+        self.scores.update(scores)
+        return self._result(ScoredWindow(0.0, 10.0, level, level, False, None), ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *a: stop.set())
 
     cfg = MqttConfig.model_validate(json.loads(args.mqtt))
-    sink = MqttSink(cfg, [trigger(args.trigger)], args.state_dir, "test-model")
+    sink = publisher(cfg, [args.trigger], args.state_dir, "test-model")
+    feed = Feed([args.trigger])
+    sink.on_result(feed.snapshot())
     sink.start()
     for i in range(args.pairs):
         for ev in make_pair(args.trigger, float(i * 20)):
-            sink.on_event(ev)
+            sink.on_result(feed.events(ev))
             print(ev.to_json(), flush=True)
     print("spooled", flush=True)
     if args.flush_exit is not None:

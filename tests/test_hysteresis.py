@@ -42,7 +42,7 @@ def run(s: TriggerSettings, scores: list[float], margin_ok: list[bool]):
     out: list[Transition] = []
     for i, (score, m) in enumerate(zip(scores, margin_ok, strict=True)):
         end = (i + 1) * HOP
-        tr = h.update(max(0.0, end - 10.0), end, score, m and score >= s.on_threshold)
+        tr = h.update(max(0.0, end - 10.0), end, score, margin_ok=m)
         if tr:
             out.append(tr)
     tr = h.finish(len(scores) * HOP)

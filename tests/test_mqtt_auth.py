@@ -9,9 +9,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from listener.mqtt.publisher import MqttSink
 from tests.fixtures_broker import mqtt_config, wait_until
-from tests.mqtt_driver import make_pair, trigger
+from tests.mqtt_driver import Feed, make_pair, publisher
 
 BASE = "listener/testdev"
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,11 +24,11 @@ def test_tls_and_password_file(mosquitto_factory, mqtt_subscriber, tmp_path) -> 
     pw_file.write_text(PASSWORD + "\n")
     cfg = mqtt_config(broker, username=USER, password_file=str(pw_file))
     assert cfg.tls.enabled and cfg.tls.ca_file is not None
-    sink = MqttSink(cfg, [trigger("smoke")], tmp_path / "state", "m")
+    sink = publisher(cfg, ["smoke"], tmp_path / "state")
     sink.start()
     try:
         start, _ = make_pair("smoke", 0.0)
-        sink.on_event(start)
+        sink.on_result(Feed(["smoke"]).events(start))
         ev = sub.wait_topic(f"{BASE}/smoke/event")
         assert json.loads(ev.payload)["id"] == start.id
         assert sink.flush(5)
@@ -42,12 +41,12 @@ def test_tls_verifies_the_broker_by_default(mosquitto_factory, tmp_path) -> None
     # No ca_file: the system CAs, which did not sign the test broker -> no connection.
     cfg = mqtt_config(broker, tls={"enabled": True})
     with capture_logs() as logs:
-        sink = MqttSink(cfg, [trigger("smoke")], tmp_path, "m")
+        sink = publisher(cfg, ["smoke"], tmp_path)
         sink.start()
         try:
             wait_until(lambda: len([e for e in logs if "TLS" in e["event"]]) >= 2, 10,
                        "two failed TLS handshakes")
-            assert not sink._client.is_connected()
+            assert not sink.connected
         finally:
             sink.close()
     assert not [e for e in logs if e["event"] == "mqtt connected"]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from listener.mqtt.publisher import MqttSink
-from listener.mqtt.spool import SPOOL_FILE, Spool
+from listener.mqtt.spool import Spool
+from listener.service.state_files import StateDir
 from tests.fixtures_broker import mqtt_config, wait_until
-from tests.mqtt_driver import make_pair, trigger
+from tests.mqtt_driver import Feed, make_pair, publisher
 
 BASE = "listener/testdev"
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,12 @@ def first_occurrences(messages) -> list[tuple[str, str]]:
     return seen
 
 
+def spool_path(state_dir: Path) -> Path:
+    return StateDir(state_dir).spool
+
+
 def spooled(state_dir: Path) -> int:
-    path = state_dir / SPOOL_FILE
+    path = spool_path(state_dir)
     if not path.exists():
         return 0
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -48,12 +52,14 @@ def spooled(state_dir: Path) -> int:
 
 def test_outage_delivers_every_event_once_in_order(mosquitto, mqtt_subscriber, tmp_path) -> None:
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
-    sink = MqttSink(mqtt_config(mosquitto), [trigger("smoke")], tmp_path, "m")
+    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
+    feed = Feed(["smoke"])
+    sink.on_result(feed.snapshot())
     sink.start()
     try:
         events = make_pair("smoke", 0.0)
         for ev in events:
-            sink.on_event(ev)
+            sink.on_result(feed.events(ev))
         sub.wait_for(lambda ms: len(first_occurrences(ms)) == 2, 10, "the first pair")
         assert sink.flush(5)
 
@@ -62,7 +68,7 @@ def test_outage_delivers_every_event_once_in_order(mosquitto, mqtt_subscriber, t
             pair = make_pair("smoke", 20.0 * i)
             events += pair
             for ev in pair:
-                sink.on_event(ev)
+                sink.on_result(feed.events(ev))
         assert spooled(tmp_path) == 10
         assert not sink.flush(0.2)
         mosquitto.start()
@@ -130,8 +136,8 @@ def test_sigkill_with_spooled_events_then_restart(mosquitto, mqtt_subscriber, tm
 
 
 def test_spool_bounds_drop_the_oldest_loudly(tmp_path) -> None:
-    spool = Spool(tmp_path / SPOOL_FILE, max_events=3, max_age_days=1.0)
-    db = sqlite3.connect(tmp_path / SPOOL_FILE)
+    spool = Spool(spool_path(tmp_path), max_events=3, max_age_days=1.0)
+    db = sqlite3.connect(spool_path(tmp_path))
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
     with capture_logs() as logs:
@@ -144,7 +150,7 @@ def test_spool_bounds_drop_the_oldest_loudly(tmp_path) -> None:
 
     spool.close()
 
-    spool = Spool(tmp_path / SPOOL_FILE, max_events=10, max_age_days=1.0)
+    spool = Spool(spool_path(tmp_path), max_events=10, max_age_days=1.0)
     spool.add("ancient", "smoke", "{}", now=time.time() - 2 * 86400)
     with capture_logs() as logs:
         assert spool.prune() == 1
@@ -155,7 +161,7 @@ def test_spool_bounds_drop_the_oldest_loudly(tmp_path) -> None:
     spool.close()
 
     # The order survives reopening; deletes by seq.
-    spool = Spool(tmp_path / SPOOL_FILE, max_events=10, max_age_days=1.0)
+    spool = Spool(spool_path(tmp_path), max_events=10, max_age_days=1.0)
     rows = spool.pending()
     assert [r.seq for r in rows] == sorted(r.seq for r in rows)
     spool.remove([rows[0].seq])
@@ -164,12 +170,12 @@ def test_spool_bounds_drop_the_oldest_loudly(tmp_path) -> None:
 
 
 def test_damaged_spool_is_moved_aside(tmp_path) -> None:
-    (tmp_path / SPOOL_FILE).write_bytes(b"this is not a database" * 100)
+    (spool_path(tmp_path)).write_bytes(b"this is not a database" * 100)
     with capture_logs() as logs:
-        spool = Spool(tmp_path / SPOOL_FILE, max_events=10, max_age_days=1.0)
+        spool = Spool(spool_path(tmp_path), max_events=10, max_age_days=1.0)
     assert spool.count() == 0
     assert any(e["log_level"] == "error" and "damaged" in e["event"] for e in logs)
-    assert list(tmp_path.glob(f"{SPOOL_FILE}.corrupt-*"))
+    assert list(tmp_path.glob(f"{spool_path(tmp_path).name}.corrupt-*"))
     spool.close()
 
 
@@ -177,7 +183,8 @@ def test_sink_spool_bound_during_outage(mosquitto, mqtt_subscriber, tmp_path) ->
     sub = mqtt_subscriber(mosquitto, f"{BASE}/+/event")
     mosquitto.stop()
     cfg = mqtt_config(mosquitto, spool={"max_events": 4, "max_age_days": 1})
-    sink = MqttSink(cfg, [trigger("smoke")], tmp_path, "m")
+    sink = publisher(cfg, ["smoke"], tmp_path)
+    feed = Feed(["smoke"])
     t0 = time.monotonic()
     sink.start()  # returns at once although the broker is down
     assert time.monotonic() - t0 < 0.5
@@ -185,7 +192,7 @@ def test_sink_spool_bound_during_outage(mosquitto, mqtt_subscriber, tmp_path) ->
         events = [ev for i in range(3) for ev in make_pair("smoke", 20.0 * i)]
         with capture_logs() as logs:
             for ev in events:
-                sink.on_event(ev)
+                sink.on_result(feed.events(ev))
         dropped = [e["dropped"] for e in logs if e["log_level"] == "error"]
         assert dropped == [1, 1]
         mosquitto.start()

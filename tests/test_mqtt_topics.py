@@ -9,23 +9,21 @@ import pytest
 from structlog.testing import capture_logs
 
 from listener.config.schema import MqttConfig
-from listener.detect.events import ScoreLine
 from listener.errors import UserError
-from listener.mqtt.publisher import MqttSink
-from listener.service.switches import SWITCHES_FILE, parse_switch
+from listener.service.commands import Commands, parse_switch
+from listener.service.state_files import StateDir
+from listener.service.switches import SwitchStore
 from tests.fixtures_broker import mqtt_config
-from tests.mqtt_driver import make_pair, trigger
+from tests.mqtt_driver import Feed, make_pair, publisher
 
 BASE = "listener/testdev"
 
 
-def scores(smoke: float, level: float = -30.0, active: bool = False):
-    return ScoreLine(0.0, 10.0, level, {"smoke": smoke}), {"smoke": active}
-
-
 def test_state_event_score_level_stats(mosquitto, mqtt_subscriber, tmp_path) -> None:
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
-    sink = MqttSink(mqtt_config(mosquitto), [trigger("smoke")], tmp_path, "m")
+    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
+    feed = Feed(["smoke"])
+    sink.on_result(feed.snapshot())
     sink.start()
     try:
         sub.wait_topic(f"{BASE}/availability", accept=lambda m: m.text == "online")
@@ -33,16 +31,16 @@ def test_state_event_score_level_stats(mosquitto, mqtt_subscriber, tmp_path) -> 
         sub.wait_topic(f"{BASE}/smoke/enabled", accept=lambda m: m.text == "ON")
 
         start, end = make_pair("smoke", 0.0)
-        sink.on_scores(*scores(0.40, -30.0))
-        sink.on_event(start)
-        sink.on_scores(*scores(0.405, -30.2, active=True))  # within score_delta/level delta
+        sink.on_result(feed.window({"smoke": 0.40}, -30.0))
+        sink.on_result(feed.events(start))
+        sink.on_result(feed.window({"smoke": 0.405}, -30.2))  # within score_delta/level delta
         sink.publish_stats({"inference_ms": 41.5, "skipped_windows": 0})  # ordering marker
         stats = sub.wait_topic(f"{BASE}/stats")
         assert json.loads(stats.payload)["inference_ms"] == 41.5
         assert json.loads(stats.payload)["spool_depth"] in (0, 1)
         assert [m.text for m in sub.on(f"{BASE}/smoke/score")] == ["0.4000"]
         assert [m.text for m in sub.on(f"{BASE}/level")] == ["-30.0"]
-        sink.on_scores(*scores(0.42, -28.0, active=True))
+        sink.on_result(feed.window({"smoke": 0.42}, -28.0))
         sub.wait_topic(f"{BASE}/smoke/score", accept=lambda m: m.text == "0.4200")
         sub.wait_topic(f"{BASE}/level", accept=lambda m: m.text == "-28.0")
 
@@ -52,8 +50,8 @@ def test_state_event_score_level_stats(mosquitto, mqtt_subscriber, tmp_path) -> 
         assert not ev.retain and ev.qos == 1
         assert data == {**start.to_dict(), "event_type": "start"}
 
-        sink.on_event(end)
-        sink.on_scores(*scores(0.1, active=False))
+        sink.on_result(feed.events(end))
+        sink.on_result(feed.window({"smoke": 0.1}))
         sub.wait_for(lambda ms: [m.text for m in ms if m.topic == f"{BASE}/smoke/state"]
                      == ["OFF", "ON", "OFF"], 10, "state OFF, ON, OFF")
         sub.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/event")]) == 2, 10,
@@ -90,21 +88,36 @@ def test_parse_switch() -> None:
 def test_runtime_switch_persists_and_bad_commands_are_ignored(
     mosquitto, mqtt_subscriber, tmp_path
 ) -> None:
+    """Commands over MQTT -> the switch store (persisted) -> the enabled topic. The feed
+    stands for the detector, which reports the store's state in its results."""
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
-    calls: list[tuple[str, bool]] = []
+    names = ["smoke", "glass"]
+    applied: list[dict[str, bool]] = []
     called = threading.Condition()
-
-    def on_enabled(name: str, enabled: bool) -> None:
-        with called:
-            calls.append((name, enabled))
-            called.notify_all()
-
-    def wait_calls(n: int) -> None:
-        with called:
-            assert called.wait_for(lambda: len(calls) >= n, 10), calls
-
     cfg = mqtt_config(mosquitto)
-    sink = MqttSink(cfg, [trigger("smoke"), trigger("glass")], tmp_path, "m", on_enabled)
+
+    def wire() -> tuple:
+        store = SwitchStore(StateDir(tmp_path).switches, {n: True for n in names})
+        feed = Feed(names, store.snapshot())
+        holder: list = []
+
+        def apply() -> None:
+            feed.enabled = store.snapshot()
+            holder[0].on_result(feed.snapshot())
+            with called:
+                applied.append(store.snapshot())
+                called.notify_all()
+
+        sink = publisher(cfg, names, tmp_path, on_command=Commands(store, apply).handle)
+        holder.append(sink)
+        sink.on_result(feed.snapshot())
+        return store, sink
+
+    def wait_applied(n: int) -> None:
+        with called:
+            assert called.wait_for(lambda: len(applied) >= n, 10), applied
+
+    store, sink = wire()
     sink.start()
     try:
         sub.wait_topic(f"{BASE}/glass/enabled", accept=lambda m: m.text == "ON")
@@ -112,23 +125,23 @@ def test_runtime_switch_persists_and_bad_commands_are_ignored(
             sub.publish(f"{BASE}/smoke/enabled/set", "maybe")
             sub.publish(f"{BASE}/nosuch/enabled/set", "OFF")
             sub.publish(f"{BASE}/smoke/enabled/set", "off")
-            wait_calls(1)
-        assert calls == [("smoke", False)]
+            wait_applied(1)
+        assert applied == [{"smoke": False, "glass": True}]
         warnings = [e for e in logs if e["log_level"] == "warning"]
         assert len(warnings) == 2, logs
         assert warnings[0]["topic"] == f"{BASE}/smoke/enabled/set"
         assert warnings[0]["payload"] == "maybe"
         assert warnings[1]["topic"] == f"{BASE}/nosuch/enabled/set"
-        assert sink.enabled == {"smoke": False, "glass": True}
-        assert json.loads((tmp_path / SWITCHES_FILE).read_text()) == {"smoke": False}
+        assert store.snapshot() == {"smoke": False, "glass": True}
+        assert json.loads(StateDir(tmp_path).switches.read_text()) == {"smoke": False}
         sub.wait_topic(f"{BASE}/smoke/enabled", accept=lambda m: m.text == "OFF")
     finally:
         sink.close()
 
     # A restart keeps the choice and announces it.
     sub2 = mqtt_subscriber(mosquitto, f"{BASE}/+/enabled")
-    sink = MqttSink(cfg, [trigger("smoke"), trigger("glass")], tmp_path, "m", on_enabled)
-    assert sink.enabled == {"smoke": False, "glass": True}
+    store, sink = wire()
+    assert store.snapshot() == {"smoke": False, "glass": True}
     sink.start()
     try:
         sub2.wait_for(
@@ -137,8 +150,8 @@ def test_runtime_switch_persists_and_bad_commands_are_ignored(
             10, "enabled states after restart",
         )
         sub.publish(f"{BASE}/smoke/enabled/set", "1")
-        wait_calls(2)
-        assert calls[-1] == ("smoke", True) and sink.enabled["smoke"] is True
+        wait_applied(2)
+        assert applied[-1]["smoke"] is True and store.enabled("smoke") is True
     finally:
         sink.close()
 
@@ -147,31 +160,33 @@ def test_local_setup_problems_are_user_errors(tmp_path) -> None:
     missing = tmp_path / "nope" / "password"
     cfg = MqttConfig(username="u", password_file=missing)
     with pytest.raises(UserError, match="password_file") as exc:
-        MqttSink(cfg, [trigger("smoke")], tmp_path, "m")
+        publisher(cfg, ["smoke"], tmp_path)
     assert str(missing) in str(exc.value)
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(UserError, match="spool") as exc:
-        MqttSink(MqttConfig(), [trigger("smoke")], blocker / "state", "m")
+        publisher(MqttConfig(), ["smoke"], blocker / "state")
     assert "writable" in str(exc.value)
 
     cfg = MqttConfig(tls={"enabled": True, "ca_file": str(blocker)})
     with pytest.raises(UserError, match="ca_file"):
-        MqttSink(cfg, [trigger("smoke")], tmp_path, "m")
+        publisher(cfg, ["smoke"], tmp_path)
 
 
 def test_fast_transitions_are_all_published_in_order(mosquitto, mqtt_subscriber, tmp_path):
     """A file scan runs faster than real time: a short detection must still show ON, OFF."""
     sub = mqtt_subscriber(mosquitto, f"{BASE}/smoke/state")
-    sink = MqttSink(mqtt_config(mosquitto), [trigger("smoke")], tmp_path, "m")
+    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
+    feed = Feed(["smoke"])
+    sink.on_result(feed.snapshot())
     sink.start()
     try:
         sub.wait_topic(f"{BASE}/smoke/state", accept=lambda m: m.text == "OFF")
         for i in range(3):
             for ev in make_pair("smoke", 20.0 * i):
-                sink.on_event(ev)
-                sink.on_scores(*scores(0.5, active=ev.type == "start"))
+                sink.on_result(feed.events(ev))
+                sink.on_result(feed.window({"smoke": 0.5}))
         states = sub.wait_for(
             lambda ms: len(ms) >= 7 and [m.text for m in ms], 10, "7 state messages"
         )

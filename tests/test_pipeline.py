@@ -20,7 +20,9 @@ import soundfile as sf
 from listener.audio.sources import ArraySource
 from listener.config.schema import Config
 from listener.errors import ConfigError
-from listener.service.pipeline import Pipeline
+from listener.service.assemble import build_pipeline, configured_enabled, load_model
+from listener.service.reload import apply_config
+from listener.service.switches import SwitchStore
 
 SR = 48000
 
@@ -32,14 +34,15 @@ class ListSink:
         self.actives = []
         self.on_line = None
 
-    def on_scores(self, line, active):
+    def on_result(self, result):
+        self.events.extend(result.events)
+        if result.window is None:
+            return
+        line = result.score_line()
         self.lines.append(line)
-        self.actives.append(dict(active))
+        self.actives.append(result.active)
         if self.on_line:
             self.on_line(line)
-
-    def on_event(self, event):
-        self.events.append(event)
 
     def close(self):
         pass
@@ -71,7 +74,7 @@ def example(tmp_path) -> Path:
 
 def scan(cfg: Config, audio: np.ndarray, sink: ListSink | None = None, **kw) -> tuple:
     sink = sink or ListSink()
-    pipe = Pipeline(cfg, [sink], source=ArraySource(audio, SR, **kw))
+    pipe = build_pipeline(cfg, [sink], source=ArraySource(audio, SR, **kw))
     pipe.open()
     pipe.run(threading.Event())
     return pipe, sink
@@ -110,15 +113,16 @@ def test_nan_inf_never_reach_the_model(tiny_model_dir, tmp_path):
     audio[50000] = np.inf
     audio[60000] = -np.inf
     sink = ListSink()
-    pipe = Pipeline(cfg, [sink], source=ArraySource(audio, SR))
+    pipe = build_pipeline(cfg, [sink], source=ArraySource(audio, SR))
     seen = []
-    real = pipe.tower.embed
+    tower = pipe.detector.embedder.tower
+    real = tower.embed
 
     def checked(features):
         seen.append(bool(np.isfinite(features).all()))
         return real(features)
 
-    pipe.tower.embed = checked
+    tower.embed = checked
     pipe.open()
     pipe.run(threading.Event())
     assert seen == [True, True, True]
@@ -131,10 +135,11 @@ def test_tower_runs_once_per_window_for_many_triggers(tiny_model_dir, tmp_path, 
     triggers.append({"name": "ex", "examples": [str(example)], "negatives": ["a cat"]})
     cfg = make_config(tiny_model_dir, tmp_path, triggers, background=["silence", "speech"])
     sink = ListSink()
-    pipe = Pipeline(cfg, [sink], source=ArraySource(noise(5.0), SR))
+    pipe = build_pipeline(cfg, [sink], source=ArraySource(noise(5.0), SR))
     calls = []
-    real = pipe.tower.embed
-    pipe.tower.embed = lambda f: (calls.append(f.shape[0]), real(f))[1]
+    tower = pipe.detector.embedder.tower
+    real = tower.embed
+    tower.embed = lambda f: (calls.append(f.shape[0]), real(f))[1]
     pipe.open()
     pipe.run(threading.Event())
     assert calls == [1] * 5 and len(sink.lines) == 5
@@ -177,15 +182,20 @@ def test_switch_and_reload_keep_or_end_state(tiny_model_dir, tmp_path, example):
     cfg2 = make_config(tiny_model_dir, tmp_path,
                        [trig, {"name": "other", "prompts": ["a dog barking"]}])
     sink = ListSink()
-    pipe = Pipeline(cfg, [sink], source=ArraySource(noise(9.0, seed=7), SR))
+    switches = SwitchStore(None, configured_enabled(cfg))
+    stack = load_model(cfg)
+    pipe = build_pipeline(cfg, [sink], source=ArraySource(noise(9.0, seed=7), SR),
+                          switches=switches, stack=stack)
 
     def control(line):
-        if line.window_end == 3.0:
-            pipe.reload(cfg2)  # unchanged trigger keeps its open event
+        if line.window_end == 3.0:  # the unchanged trigger keeps its open event
+            apply_config(pipe, switches, stack, cfg, cfg2)
         elif line.window_end == 5.0:
-            pipe.set_enabled("ours", False)
+            switches.set("ours", False)
+            pipe.apply_switches()
         elif line.window_end == 7.0:
-            pipe.set_enabled("ours", True)
+            switches.set("ours", True)
+            pipe.apply_switches()
 
     sink.on_line = control
     pipe.open()
@@ -200,7 +210,7 @@ def test_switch_and_reload_keep_or_end_state(tiny_model_dir, tmp_path, example):
     assert pipe.trigger_names == ["ours", "other"]
     assert set(sink.lines[-1].scores) == {"ours", "other"}
     with pytest.raises(KeyError, match="unknown trigger 'nope'"):
-        pipe.set_enabled("nope", True)
+        switches.set("nope", True)
 
 
 def test_reload_applies_enabled_from_config(tiny_model_dir, tmp_path, example):
@@ -208,13 +218,17 @@ def test_reload_applies_enabled_from_config(tiny_model_dir, tmp_path, example):
     cfg = make_config(tiny_model_dir, tmp_path, [trig])
     off = make_config(tiny_model_dir, tmp_path, [{**trig, "enabled": False}])
     sink = ListSink()
-    pipe = Pipeline(cfg, [sink], source=ArraySource(noise(4.0, seed=7), SR))
-    sink.on_line = lambda line: pipe.reload(off) if line.window_end == 2.0 else None
+    switches = SwitchStore(None, configured_enabled(cfg))
+    stack = load_model(cfg)
+    pipe = build_pipeline(cfg, [sink], source=ArraySource(noise(4.0, seed=7), SR),
+                          switches=switches, stack=stack)
+    sink.on_line = lambda line: (apply_config(pipe, switches, stack, cfg, off)
+                                 if line.window_end == 2.0 else None)
     pipe.open()
     pipe.run(threading.Event())
     got = [(e.type, e.window_end, e.details["reason"]) for e in sink.events]
     assert got == [("start", 1.0, "threshold"), ("end", 2.0, "disabled")]
-    assert not pipe.enabled("ours") and len(sink.lines) == 4
+    assert not switches.enabled("ours") and len(sink.lines) == 4
 
 
 def test_example_shorter_than_half_a_second_is_a_clear_error(tiny_model_dir, tmp_path):
@@ -222,7 +236,7 @@ def test_example_shorter_than_half_a_second_is_a_clear_error(tiny_model_dir, tmp
     sf.write(short, noise(0.3), SR)
     cfg = make_config(tiny_model_dir, tmp_path, [{"name": "t", "examples": [str(short)]}])
     with pytest.raises(ConfigError, match=r"tiny_clip.wav is only 0.30 s long.*at least 0.5 s"):
-        Pipeline(cfg, [ListSink()])
+        build_pipeline(cfg, [ListSink()])
 
 
 class SlowTower:
@@ -245,9 +259,9 @@ def test_slow_tower_skips_stale_windows_and_memory_stays_flat(tiny_model_dir, tm
     sink = ListSink()
     seconds = 6.0
     src = ArraySource(noise(seconds), SR, block_seconds=0.02, realtime=True)
-    pipe = Pipeline(cfg, [sink], source=src)
-    slow = SlowTower(pipe.tower, 0.25)
-    pipe.engine.tower = slow
+    pipe = build_pipeline(cfg, [sink], source=src)
+    slow = SlowTower(pipe.detector.embedder.tower, 0.25)
+    pipe.detector.embedder.tower = slow
     samples: list[tuple[float, int]] = []
     pipe.heartbeat = lambda: samples.append((time.monotonic(), tracemalloc.get_traced_memory()[0]))
     reader_threads = set()

@@ -115,7 +115,7 @@ def test_config_without_triggers(tmp_path, tiny_model_dir):
     audio = tmp_path / "a.wav"
     sf.write(audio, noise(1.0)[:, 0], SR)
     assert_clean_error(listener("scan", audio, "--config", cfg, cwd=tmp_path),
-                       "defines no triggers")
+                       "no triggers configured")
 
 
 def test_enroll_cuts_an_example_from_a_file(tmp_path):

@@ -2,9 +2,9 @@
 
 The daemon runs in a subprocess under a test-owned NOTIFY_SOCKET (a bound AF_UNIX
 datagram socket, like systemd's) with a small WATCHDOG_USEC, on a real-time file
-source so it keeps listening. ``LISTENER_TEST_STALL_AFTER`` is the daemon's test-only
-hook that blocks the processing loop after N windows: the pings must stop while the
-process itself lives on (so systemd's watchdog, not a crash, would restart it).
+source so it keeps listening. tests/stalling_daemon.py runs the same daemon with its
+processing loop blocked after N windows: the pings must stop while the process itself
+lives on (so systemd's watchdog, not a crash, would restart it).
 """
 
 from __future__ import annotations
@@ -78,12 +78,18 @@ def daemon_dir(tmp_path: Path, hearing_model_dir: Path) -> Path:
     return tmp_path
 
 
-def start_daemon(d: Path, notify: NotifyListener, **env: str) -> subprocess.Popen:
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_daemon(d: Path, notify: NotifyListener, stall_after: int | None = None
+                 ) -> subprocess.Popen:
     full = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     full.pop("WATCHDOG_PID", None)
-    full.update(env)
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [full.get("PYTHONPATH")])])
+    cmd = ["-m", "listener"] if stall_after is None else [
+        "-m", "tests.stalling_daemon", str(stall_after)]
     return subprocess.Popen(
-        [sys.executable, "-m", "listener", "run", "--config", "config.yaml"],
+        [sys.executable, *cmd, "run", "--config", "config.yaml"],
         cwd=d,
         env=full,
         stdout=subprocess.PIPE,
@@ -134,7 +140,7 @@ def test_ready_then_periodic_watchdog_then_stopping(daemon_dir: Path):
 
 def test_stalled_processing_loop_stops_the_watchdog(daemon_dir: Path):
     notify = NotifyListener(daemon_dir / "notify.sock")
-    proc = start_daemon(daemon_dir, notify, LISTENER_TEST_STALL_AFTER="4")
+    proc = start_daemon(daemon_dir, notify, stall_after=4)
     try:
         notify.collect_until(
             lambda ms: any(m.startswith("READY=1") for _, m in ms), timeout=60, proc=proc

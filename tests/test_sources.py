@@ -210,7 +210,6 @@ def test_devices_command_lists_inputs_or_says_none(monkeypatch, capsys):
     import argparse
 
     import listener.audio.sources
-
     from listener.cli import devices
 
     sd = FakeSdFull([dev("USB Mic", 1), dev("HDMI out", 0), dev("ReSpeaker", 4)])

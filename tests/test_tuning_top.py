@@ -5,60 +5,55 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pytest
 
-from listener.detect.events import Event, ScoreLine
-from listener.tuning.top import (
-    FrameWriter,
-    TopTracker,
-    TriggerInfo,
-    adhoc_triggers,
-    render_frame,
-)
+from listener.detect.detector import DetectorResult, ScoredWindow, TriggerState
+from listener.detect.settings import TriggerSettings
+from listener.detect.triggers import Row, TriggerSet, TriggerSpec
+from listener.tuning.top import FrameWriter, TopTracker, prompt_views, render_frame
 from tests.test_tuning_calibrate import E2E_OFF, E2E_ON
 
-# (scores of smoke_alarm, doorbell, the three prompt triggers), level, active smoke_alarm
+# (scores of smoke_alarm, doorbell, the three prompt rows), level, smoke_alarm's state
 SEQUENCE = [
-    ((0.12, 0.20, 0.12, 0.20, 0.05), -41.0, False),
-    ((0.33, 0.21, 0.33, 0.21, 0.07), -30.5, False),
-    ((0.41, 0.19, 0.41, 0.19, 0.31), -28.0, True),
-    ((0.18, 0.22, 0.18, 0.22, 0.30), -35.2, False),  # ended: cooling down
+    ((0.12, 0.20, 0.12, 0.20, 0.05), -41.0, dict(run=0)),
+    ((0.33, 0.21, 0.33, 0.21, 0.07), -30.5, dict(run=1)),  # arming 1/2
+    ((0.41, 0.19, 0.41, 0.19, 0.31), -28.0, dict(active=True)),
+    ((0.18, 0.22, 0.18, 0.22, 0.30), -35.2, dict(cooldown_left=10.0)),  # ended: cooling
 ]
-NAMES = ("smoke_alarm", "doorbell", "__top_p0", "__top_p1", "__top_p2")
+SETTINGS = {"smoke_alarm": TriggerSettings(0.30, 0.25, 2, 3.0, 10.0, 0.05),
+            "doorbell": TriggerSettings(0.35, 0.30, 1, 3.0, 5.0, 0.05)}
+ROWS = (Row("smoke alarm beeping", "prompt", "smoke_alarm"),
+        Row("a doorbell ringing", "prompt", "doorbell"), Row("a dog barking", "probe", ""))
 STATS = {"windows": 4, "skipped_windows": 1, "gated_windows": 0, "inference_ms": 84.6,
          "real_time_factor": 0.0846, "model": "clap-test-int8"}
 
 
+def _state(name: str, score: float, **kw) -> TriggerState:
+    base = dict(relative=None, match="", qualifies=False, run=0, active=False, enabled=True,
+                cooldown_left=0.0)
+    return TriggerState(name=name, score=score, settings=SETTINGS[name], **{**base, **kw})
+
+
+def _results() -> list[DetectorResult]:
+    """What the detector hands `top` for the sequence (test data)."""
+    out = []
+    for i, (scores, level, smoke) in enumerate(SEQUENCE):
+        t = float(i + 1)
+        states = (_state("smoke_alarm", scores[0], **smoke), _state("doorbell", scores[1]))
+        window = ScoredWindow(t - 10.0, t, level, level, False, np.array(scores[2:]))
+        out.append(DetectorResult(window, states, (), ROWS))
+    return out
+
+
 def _tracker(writer: FrameWriter | None = None) -> TopTracker:
-    return TopTracker(
-        triggers=[
-            TriggerInfo("smoke_alarm", 0.30, 0.25, 2, 10.0),
-            TriggerInfo("doorbell", 0.35, 0.30, 1, 5.0),
-        ],
-        prompt_owner={
-            "__top_p0": ("smoke alarm beeping", "smoke_alarm"),
-            "__top_p1": ("a doorbell ringing", "doorbell"),
-            "__top_p2": ("a dog barking", "ad hoc"),
-        },
-        gate_dbfs=-70.0,
-        stats=lambda: STATS,
-        on_update=writer.write if writer else None,
-    )
+    return TopTracker(gate_dbfs=-70.0, stats=lambda: STATS,
+                      on_update=writer.write if writer else None)
 
 
 def _play(tracker: TopTracker) -> None:
-    for i, (scores, level, on) in enumerate(SEQUENCE):
-        t = float(i + 1)
-        tracker.on_scores(
-            ScoreLine(t - 10.0, t, level, dict(zip(NAMES, scores, strict=True))),
-            {"smoke_alarm": on, "doorbell": False},
-        )
-        if i == 1:
-            tracker.on_event(Event("start", "e1", "smoke_alarm", 0.41, 0.41, "smoke alarm beeping",
-                                   -8.0, 2.0, "", "m"))
-        if i == 3:
-            tracker.on_event(Event("end", "e1", "smoke_alarm", 0.18, 0.41, "smoke alarm beeping",
-                                   -6.0, 4.0, "", "m", duration=2.0))
+    for result in _results():
+        tracker.on_result(result)
 
 
 GOLDEN_LAST = """\
@@ -111,23 +106,33 @@ def test_tty_stream_redraws_in_place_with_ansi() -> None:
     assert "\x1b[31m\x1b[1mON" in text  # active state highlighted
 
 
-def test_adhoc_prompts_become_hidden_disabled_triggers() -> None:
-    from listener.config.loader import parse_config
-
-    cfg = parse_config(
-        "triggers:\n  - name: dog\n    prompts: [a dog barking, a dog growling]\n"
-        "  - name: bell\n    prompts: [a doorbell]\n",
-        check_files=False,
-    ).config
-    new, mapping = adhoc_triggers(cfg, ["a doorbell", "a baby crying"])
-    assert [t.name for t in cfg.triggers] == ["dog", "bell"]  # original untouched
-    assert list(mapping.values()) == [
-        ("a dog barking", "dog"), ("a dog growling", "dog"), ("a doorbell", "bell"),
-        ("a baby crying", "ad hoc"),
+def test_probes_are_rows_ranked_with_prompts_and_examples(tmp_path) -> None:
+    """Ad-hoc prompts are extra rows of the one matrix; the view ranks single prompts,
+    examples and probes by their own cosine, each once, naming its trigger."""
+    texts = ["a dog barking", "a dog growling", "a doorbell", "silence", "a baby crying"]
+    vecs = {s: v for s, v in zip(texts, np.eye(len(texts) + 1, dtype=np.float32), strict=False)}
+    example = tmp_path / "our_bell.wav"
+    settings = TriggerSettings(0.3, 0.25, 1, 1.0, 0.0, 0.0)
+    ts = TriggerSet(
+        [TriggerSpec("dog", "Dog", settings, prompts=("a dog barking", "a dog growling")),
+         TriggerSpec("bell", "Bell", settings, prompts=("a doorbell",), examples=(example,))],
+        background=["silence"], embed_texts=lambda ps: np.stack([vecs[s] for s in ps]),
+        embed_example=lambda p: np.eye(len(texts) + 1, dtype=np.float32)[-1],
+        probes=["a baby crying", "a doorbell"],
+    )
+    assert [(r.kind, r.owner) for r in ts.rows] == [
+        ("prompt", "dog"), ("prompt", "dog"), ("prompt", "bell"), ("example", "bell"),
+        ("background", ""), ("probe", ""), ("probe", ""),
     ]
-    hidden = [t for t in new.triggers if t.name in mapping]
-    assert len(hidden) == 4 and not any(t.enabled for t in hidden)
-    assert [t.prompts for t in hidden][3] == ["a baby crying"]
+    emb = np.array([0.1, 0.5, 0.2, 0.0, 0.3, 0.4], np.float32)  # cosines by construction
+    sims = ts.similarities(emb)
+    assert ts.score(sims)["dog"].score == pytest.approx(0.5)
+    window = ScoredWindow(0.0, 10.0, -20.0, -20.0, False, sims)
+    views = prompt_views(DetectorResult(window, (), (), ts.rows))
+    assert [(v.text, v.owner) for v in views] == [
+        ("a dog growling", "dog"), ("example our_bell.wav", "bell"), ("a baby crying", "ad hoc"),
+        ("a doorbell", "bell"), ("a dog barking", "dog"),
+    ]
 
 
 # --- end to end: the real pipeline over a file, with the model that hears -------------------

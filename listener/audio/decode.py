@@ -98,3 +98,23 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) ->
     import soundfile as sf
 
     sf.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16")
+
+
+#: the shortest example recording a trigger may use (shorter ones are mostly padding)
+MIN_EXAMPLE_SECONDS = 0.5
+
+
+def check_example_length(samples: np.ndarray, rate: int, what: str) -> None:
+    """A clear error when an example recording is too short to describe a sound.
+
+    ``what`` names the recording in the message ("example file PATH", "the example").
+    """
+    from listener.errors import ConfigError
+
+    secs = len(samples) / rate
+    if secs < MIN_EXAMPLE_SECONDS:
+        raise ConfigError(
+            f"{what} is only {secs:.2f} s long: examples must be at least "
+            f"{MIN_EXAMPLE_SECONDS} s of the sound (record one with 'listener enroll NAME "
+            "--seconds 3' or cut one with 'listener enroll NAME --from FILE --start S --end E')"
+        )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from listener.audio.decode import SAMPLE_RATE
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,7 +39,7 @@ def _record(seconds: float, device: str | int | None) -> np.ndarray:
 
     mic = MicSource(device)
     mic.open()
-    need = round(seconds * 48000)
+    need = round(seconds * SAMPLE_RATE)
     got: list[np.ndarray] = []
     n = 0
     print(f"recording {seconds:g} s from {mic.description} ...")
@@ -53,9 +55,8 @@ def _record(seconds: float, device: str | int | None) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.audio.decode import load_audio, write_wav
+    from listener.audio.decode import check_example_length, load_audio, write_wav
     from listener.audio.level import level_dbfs
-    from listener.detect.triggers import MIN_EXAMPLE_SECONDS
     from listener.errors import UserError
 
     if not re.match(r"^[A-Za-z0-9_.-]+$", args.name):
@@ -80,10 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
             device = load_config(args.config, check_files=False).config.source.device
         audio = _record(args.seconds, device)
-    secs = audio.size / 48000
-    if secs < MIN_EXAMPLE_SECONDS:
-        raise UserError(f"enroll: the example is only {secs:.2f} s; it must be at least "
-                        f"{MIN_EXAMPLE_SECONDS} s of the sound")
+    check_example_length(audio, SAMPLE_RATE, "enroll: the example")
+    secs = audio.size / SAMPLE_RATE
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     write_wav(out, audio)

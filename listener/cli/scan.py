@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
 
 
@@ -54,9 +55,13 @@ class ScanSink:
         self.scores = scores
         self.events: list[Event] = []
 
-    def on_scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
-        if not self.scores:
-            return
+    def on_result(self, result: DetectorResult) -> None:
+        if self.scores and result.window is not None:
+            self._scores(result.score_line(), result.active)
+        for event in result.events:
+            self._event(event)
+
+    def _scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
         if self.jsonl:
             print(json.dumps(line.to_dict(), separators=(",", ":")), file=self.out)
         else:
@@ -66,7 +71,7 @@ class ScanSink:
             print(f"{_clock(line.window_end)}  {line.level_dbfs:6.1f} dBFS  {parts}",
                   file=self.out)
 
-    def on_event(self, event: Event) -> None:
+    def _event(self, event: Event) -> None:
         self.events.append(event)
         if self.jsonl:
             print(event.to_json(), file=self.out)
@@ -88,8 +93,8 @@ class ScanSink:
 def run(args: argparse.Namespace) -> int:
     from listener.audio.sources import FileSource
     from listener.config.loader import load_config
-    from listener.errors import ConfigError, UserError
-    from listener.service.pipeline import Pipeline
+    from listener.errors import ConfigError
+    from listener.service.assemble import build_pipeline, require_triggers
 
     source = FileSource(Path(args.file), realtime=bool(args.realtime))
     source.open()  # a missing or undecodable file fails before the model loads
@@ -104,18 +109,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = loaded.config
     if args.model:
         cfg.model.dir = Path(args.model)
-    if not cfg.triggers:
-        where = loaded.path or "the config"
-        raise UserError(f"{where} defines no triggers: add a 'triggers:' list "
-                        "(config.example.yaml shows how)")
+    require_triggers(cfg, loaded.path)
     sink = ScanSink(sys.stdout, args.jsonl, args.scores)
     plot = None
     if args.plot:
         from listener.tuning.plot import ScanPlot
 
         plot = ScanPlot(args.plot)
-    pipe = Pipeline(cfg, [sink] + ([plot] if plot else []), realtime=bool(args.realtime),
-                    source=source)
+    pipe = build_pipeline(cfg, [sink] + ([plot] if plot else []), source=source)
     pipe.open()
     pipe.run(threading.Event())
     sink.close()

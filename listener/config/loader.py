@@ -302,16 +302,6 @@ def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[
     readable(cfg.mqtt.tls.key_file, ("mqtt", "tls", "key_file"), "key file")
     if cfg.source.type == "file":
         readable(cfg.source.path, ("source", "path"), "audio file")
-    for i, t in enumerate(cfg.triggers):
-        s = t.settings(cfg.defaults)
-        if s.off_threshold > s.on_threshold:
-            problems.append(
-                (
-                    ("triggers", i, "off_threshold"),
-                    f"must not exceed on_threshold ({s.on_threshold}), got {s.off_threshold} "
-                    "(values this trigger does not set come from 'defaults')",
-                )
-            )
     out = []
     for loc, msg in problems:
         line = _line_of(root, loc)

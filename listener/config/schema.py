@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from listener.detect.settings import TriggerSettings
-from listener.errors import ConfigError
+from listener.detect.settings import KEYS as SETTING_KEYS
+from listener.detect.settings import TriggerSettings, band_problem, resolve
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -172,11 +172,9 @@ class TriggerDefaults(Strict):
 
     @model_validator(mode="after")
     def _off_le_on(self) -> TriggerDefaults:
-        if self.off_threshold > self.on_threshold:
-            raise _at(
-                "off_threshold",
-                f"must not exceed on_threshold ({self.on_threshold}), got {self.off_threshold}",
-            )
+        problem = band_problem(self.on_threshold, self.off_threshold)
+        if problem:
+            raise _at("off_threshold", problem)
         return self
 
 
@@ -200,13 +198,9 @@ class TriggerConfig(Strict):
             raise ValueError("a trigger needs at least one of 'prompts' or 'examples'")
         return self
 
-    def settings(self, defaults: TriggerDefaults) -> TriggerSettings:
-        """The effective hysteresis settings: this trigger's own, else the defaults."""
-        pick = {
-            k: (getattr(self, k) if getattr(self, k) is not None else getattr(defaults, k))
-            for k in TriggerDefaults.model_fields
-        }
-        return TriggerSettings(**pick)
+    def own_settings(self) -> dict[str, Any]:
+        """The settings keys this trigger sets itself (the rest come from ``defaults:``)."""
+        return {k: getattr(self, k) for k in SETTING_KEYS if getattr(self, k) is not None}
 
     @property
     def display_name(self) -> str:
@@ -316,14 +310,25 @@ class Config(Strict):
             seen[t.name] = i
         return self
 
+    @model_validator(mode="after")
+    def _bands(self) -> Config:
+        """Every trigger's effective thresholds work together (the defaults check their own)."""
+        for i, t in enumerate(self.triggers):
+            own = t.own_settings()
+            if "on_threshold" not in own and "off_threshold" not in own:
+                continue  # both inherited: the defaults section was checked already
+            s = self.trigger_settings(t)
+            problem = band_problem(s.on_threshold, s.off_threshold)
+            if problem:
+                raise _at(
+                    f"triggers[{i}].off_threshold",
+                    f"{problem} (values this trigger does not set come from 'defaults')",
+                )
+        return self
+
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
-        settings = trigger.settings(self.defaults)
-        if settings.off_threshold > settings.on_threshold:
-            raise ConfigError(
-                f"trigger '{trigger.name}': off_threshold ({settings.off_threshold}) must not "
-                f"exceed on_threshold ({settings.on_threshold})"
-            )
-        return settings
+        """The trigger's effective settings: its own keys, else ``defaults:``."""
+        return resolve(trigger.own_settings(), self.defaults.model_dump())
 
     @property
     def resolved_state_dir(self) -> Path:

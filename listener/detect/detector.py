@@ -1,179 +1,244 @@
-"""Engine: one window -> log-mel -> audio tower (once) -> every trigger's score -> events.
+"""The detector: one window -> level gate -> embedding -> scores -> hysteresis -> events.
 
-The tower runs exactly once per window, whatever the number of triggers: all
-prompt, example, negative and background vectors are scored against that one
-embedding (:class:`TriggerSet`). Windows quieter than ``min_level_dbfs`` skip
-the tower and score as silence (0). Each trigger's :class:`Hysteresis` turns
-scores into start/end transitions, which become :class:`Event` objects with
-every choice behind them in ``details``.
+It is the single owner of per-trigger state (hysteresis, the open event, its peak)
+and hands everything it knows to the outside as one immutable
+:class:`DetectorResult` per step: every trigger's score, relative score, whether it
+qualified, run length, active, enabled, cooldown and best match, the window's
+timing and levels, every row's similarity and the events. MQTT, `top`, recorders,
+clips and logs read that result; none keeps a copy of trigger state.
+
+The audio tower runs at most once per window, whatever the number of triggers.
+Windows quieter than the gate skip it and score as silence (0). Whether a trigger is
+enabled is read from the switch store (``is_enabled``, listener/service/switches.py)
+at every step; a trigger that is off emits no events, and one switched off while on
+is ended at once by :meth:`Detector.apply_switches`.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from listener.audio.decode import SAMPLE_RATE
-from listener.audio.level import level_dbfs
-from listener.config.schema import AudioConfig
+from listener.audio.level import levels_dbfs
 from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
 from listener.detect.hysteresis import Hysteresis, Transition
-from listener.detect.triggers import Trigger, TriggerScore, TriggerSet
+from listener.detect.settings import TriggerSettings
+from listener.detect.triggers import SILENT, Row, TriggerScore, TriggerSet, TriggerSpec
+
+UtcOf = Callable[[float], float]  # stream seconds -> UNIX seconds
+
+
+class Embedder(Protocol):
+    """Window audio -> L2-normalised embedding (listener/model/stack.py WindowEmbedder)."""
+
+    def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
+
+    def mean_ms(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    """One trigger after one step, as every consumer sees it."""
+
+    name: str
+    score: float
+    relative: float | None
+    match: str
+    qualifies: bool  # this window counted towards a start (threshold, margin, cooldown)
+    run: int  # consecutive qualifying windows towards on_windows
+    active: bool
+    enabled: bool
+    cooldown_left: float  # seconds
+    settings: TriggerSettings
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    start: float  # stream seconds
+    end: float
+    level_dbfs: float  # the newest hop: what the level sensor and `top` show
+    window_level_dbfs: float  # the whole window: what the gate compares
+    gated: bool  # below the gate: the tower did not run, scores are 0
+    similarities: np.ndarray | None  # cosine per row of the trigger set (None when gated)
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """Everything one step decided: a scored window, or a switch/reload/end of stream."""
+
+    window: ScoredWindow | None
+    triggers: tuple[TriggerState, ...]
+    events: tuple[Event, ...] = ()
+    rows: tuple[Row, ...] = ()
+
+    @property
+    def active(self) -> dict[str, bool]:
+        return {t.name: t.active for t in self.triggers}
+
+    def state(self, name: str) -> TriggerState:
+        for t in self.triggers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def score_line(self) -> ScoreLine:
+        """The window's scores as a record (``scan --scores``); needs a window."""
+        assert self.window is not None
+        w = self.window
+        return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers})
 
 
 @dataclass
-class _State:
-    trigger: Trigger
+class _Trigger:
+    """Per-trigger state; lives only inside the Detector."""
+
+    spec: TriggerSpec
     hyst: Hysteresis
-    enabled: bool = True
+    last: TriggerScore = SILENT
+    level: float | None = None  # window level of the last scored window
     event_id: str | None = None
     onset: Transition | None = None
-    peak_match: str = ""
     peak: float = 0.0
-    last: dict[str, Any] = field(default_factory=dict)
+    peak_match: str = ""
 
 
-class Engine:
-    def __init__(self, logmel: Any, tower: Any, triggers: TriggerSet, audio: AudioConfig,
-                 model_id: str, rate: int = SAMPLE_RATE) -> None:
-        from listener.model.logmel import StreamingLogMel
+@dataclass
+class DetectorStats:
+    windows: int = 0  # windows processed
+    gated: int = 0  # of those, below the level gate (the tower did not run)
 
-        self.logmel = logmel
-        self.streaming = StreamingLogMel(logmel)
-        self.tower = tower
-        self.audio = audio
-        self.model_id = model_id
+
+class Detector:
+    """Per stream: owns the trigger states; shares the trigger set and tower with others."""
+
+    def __init__(self, triggers: TriggerSet, embedder: Embedder, *, rate: int,
+                 hop_samples: int, gate_dbfs: float, model_id: str,
+                 is_enabled: Callable[[str], bool]) -> None:
+        self.embedder = embedder
         self.rate = rate
-        self.hop_seconds = audio.hop_seconds
-        self.window_samples = round(audio.window_seconds * rate)
+        self.hop_samples = hop_samples
+        self.gate_dbfs = gate_dbfs
+        self.model_id = model_id
+        self.is_enabled = is_enabled
+        self.stats = DetectorStats()
         self.triggers = triggers
-        self.states: dict[str, _State] = {}
-        self._set(triggers, {})
-        self.windows = 0
-        self.gated = 0
-        self.infer_ms: deque[float] = deque(maxlen=20)
-        self.last_scores: dict[str, float] = {}
+        self._states = {t.name: _Trigger(t, Hysteresis(t.settings)) for t in triggers.specs}
+        self._now = 0.0
 
-    # --- triggers ---------------------------------------------------------------------------
+    # --- steps --------------------------------------------------------------------------
 
-    def _set(self, triggers: TriggerSet, old: dict[str, _State]) -> None:
-        states = {}
-        for t in triggers.triggers:
-            prev = old.get(t.name)
-            if prev is not None and prev.trigger.signature() == t.signature():
-                if prev.trigger.config.enabled != t.config.enabled:
-                    prev.enabled = t.config.enabled  # the config's switch changed
-                prev.trigger = t
-                states[t.name] = prev
-            else:
-                states[t.name] = _State(t, Hysteresis(t.settings), enabled=t.config.enabled)
-        self.triggers = triggers
-        self.states = states
-
-    def set_triggers(self, triggers: TriggerSet, at: float, utc_of: Callable[[float], float]
-                     ) -> list[Event]:
-        """Swap in new triggers; unchanged ones keep state, changed/removed active ones end."""
-        old = self.states
-        self._set(triggers, old)
-        events = []
-        for name, st in old.items():
-            if self.states.get(name) is not st:
-                ev = self._close(st, at, utc_of, "reloaded")
-                if ev:
-                    events.append(ev)
-        for st in self.states.values():
-            if not st.enabled:
-                ev = self._close(st, at, utc_of, "disabled")
-                if ev:
-                    events.append(ev)
-        return events
-
-    def set_enabled(self, name: str, enabled: bool, at: float, utc_of: Callable[[float], float]
-                    ) -> list[Event]:
-        st = self.states.get(name)
-        if st is None:
-            raise KeyError(name)
-        st.enabled = enabled
-        if not enabled:
-            ev = self._close(st, at, utc_of, "disabled")
-            return [ev] if ev else []
-        return []
-
-    # --- windows ----------------------------------------------------------------------------
-
-    def features(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
-        if audio.size == self.logmel.n_samples:
-            return self.streaming.features(audio, end_sample)
-        return self.logmel(self.logmel.prepare(audio))
-
-    def process(self, audio: np.ndarray, end_sample: int, hop_level: float,
-                utc_of: Callable[[float], float]) -> tuple[ScoreLine, list[Event]]:
+    def process(self, audio: np.ndarray, end_sample: int, utc_of: UtcOf) -> DetectorResult:
         """Score one window (the newest audio ending at absolute sample ``end_sample``)."""
         t_end = end_sample / self.rate
         t_start = max(0.0, t_end - audio.size / self.rate)
-        self.windows += 1
-        level = level_dbfs(audio)
-        if level < self.audio.min_level_dbfs:
-            self.gated += 1
+        self._now = t_end
+        self.stats.windows += 1
+        window_level, hop_level = levels_dbfs(audio, self.hop_samples)
+        gated = window_level < self.gate_dbfs
+        sims: np.ndarray | None = None
+        if gated:
+            self.stats.gated += 1
             scores = self.triggers.silence()
         else:
-            t0 = time.perf_counter()
-            feats = self.features(audio, end_sample)
-            emb = self.tower.embed(feats[None])[0]
-            self.infer_ms.append((time.perf_counter() - t0) * 1000.0)
-            scores = self.triggers.score(emb)
-        line = ScoreLine(t_start, t_end, hop_level, {k: v.score for k, v in scores.items()})
-        self.last_scores = dict(line.scores)
-        events = []
-        for name, st in self.states.items():
-            sc = scores[name]
-            st.last = {"score": sc.score, "level_dbfs": round(level, 2), **sc.details()}
-            if not st.enabled:
-                continue
-            if st.hyst.active and sc.score >= st.peak:
-                st.peak, st.peak_match = sc.score, sc.match
-            tr = st.hyst.update(t_start, t_end, sc.score, sc.qualifies)
-            if tr is None:
-                continue
-            if tr.kind == "start":
-                st.event_id = new_event_id()
-                st.onset = tr
-                st.peak, st.peak_match = tr.peak, sc.match
-                events.append(self._event(st, tr, sc, level, utc_of))
+            sims = self.triggers.similarities(self.embedder.embed(audio, end_sample))
+            scores = self.triggers.score(sims)
+        events: list[Event] = []
+        for st in self._states.values():
+            st.last, st.level = scores[st.spec.name], window_level
+            ev = self._update(st, t_start, t_end, utc_of)
+            if ev is not None:
+                events.append(ev)
+        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims)
+        return self._result(window, events)
+
+    def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf
+                ) -> Event | None:
+        if not self.is_enabled(st.spec.name):
+            return self._close(st, t_end, utc_of, "disabled")
+        sc = st.last
+        if st.hyst.active and sc.score >= st.peak:
+            st.peak, st.peak_match = sc.score, sc.match
+        tr = st.hyst.update(t_start, t_end, sc.score, sc.margin_ok)
+        if tr is None:
+            return None
+        if tr.kind == "start":
+            st.event_id = new_event_id()
+            st.onset = tr
+            st.peak, st.peak_match = tr.peak, sc.match
+            return self._event(st, tr, sc, utc_of)
+        ev = self._event(st, tr, sc, utc_of)
+        st.event_id = st.onset = None
+        return ev
+
+    def apply_switches(self, at: float, utc_of: UtcOf) -> DetectorResult:
+        """Re-read the switch store now: a trigger switched off while on ends at ``at``."""
+        self._now = max(self._now, at)
+        events = [ev for st in self._states.values() if not self.is_enabled(st.spec.name)
+                  if (ev := self._close(st, at, utc_of, "disabled")) is not None]
+        return self._result(None, events)
+
+    def set_triggers(self, triggers: TriggerSet, at: float, utc_of: UtcOf) -> DetectorResult:
+        """Swap in a new trigger set; triggers whose spec is unchanged keep their state,
+        changed or removed ones that are on end at ``at`` (reason ``reloaded``)."""
+        old = self._states
+        self.triggers = triggers
+        self._states = {}
+        for spec in triggers.specs:
+            prev = old.get(spec.name)
+            if prev is not None and prev.spec == spec:
+                self._states[spec.name] = prev
             else:
-                events.append(self._event(st, tr, sc, level, utc_of))
-                st.event_id = None
-                st.onset = None
-        return line, events
+                self._states[spec.name] = _Trigger(spec, Hysteresis(spec.settings))
+        events = [ev for name, st in old.items() if self._states.get(name) is not st
+                  if (ev := self._close(st, at, utc_of, "reloaded")) is not None]
+        switched = self.apply_switches(at, utc_of)
+        return self._result(None, events + list(switched.events))
 
-    def finish(self, at: float, utc_of: Callable[[float], float]) -> list[Event]:
+    def finish(self, at: float, utc_of: UtcOf) -> DetectorResult:
         """End of stream: every active trigger gets its end event."""
-        out = []
-        for st in self.states.values():
-            ev = self._close(st, at, utc_of, "end_of_stream")
-            if ev:
-                out.append(ev)
-        return out
+        self._now = max(self._now, at)
+        events = [ev for st in self._states.values()
+                  if (ev := self._close(st, at, utc_of, "end_of_stream")) is not None]
+        return self._result(None, events)
 
-    def _close(self, st: _State, at: float, utc_of: Callable[[float], float], reason: str
-               ) -> Event | None:
+    def inference_ms(self) -> float:
+        """Mean time of the last few embeddings (log-mel + tower), milliseconds."""
+        return self.embedder.mean_ms()
+
+    def snapshot(self) -> DetectorResult:
+        """The present state without stepping (what a sink shows before the first window)."""
+        return self._result(None, [])
+
+    # --- results and events -------------------------------------------------------------
+
+    def _result(self, window: ScoredWindow | None, events: list[Event]) -> DetectorResult:
+        states = tuple(
+            TriggerState(
+                name=st.spec.name, score=st.last.score, relative=st.last.relative,
+                match=st.last.match, qualifies=st.hyst.qualified, run=st.hyst.run,
+                active=st.hyst.active, enabled=self.is_enabled(st.spec.name),
+                cooldown_left=st.hyst.cooldown_left(self._now), settings=st.spec.settings,
+            )
+            for st in self._states.values()
+        )
+        return DetectorResult(window, states, tuple(events), self.triggers.rows)
+
+    def _close(self, st: _Trigger, at: float, utc_of: UtcOf, reason: str) -> Event | None:
         tr = st.hyst.finish(at, reason)
         if tr is None or st.event_id is None:
             return None
-        ev = self._event(st, tr, None, None, utc_of)
-        st.event_id = None
-        st.onset = None
+        ev = self._event(st, tr, None, utc_of)
+        st.event_id = st.onset = None
         return ev
 
-    def _event(self, st: _State, tr: Transition, sc: TriggerScore | None, level: float | None,
-               utc_of: Callable[[float], float]) -> Event:
-        s = st.trigger.settings
-        hop = self.hop_seconds
+    def _event(self, st: _Trigger, tr: Transition, sc: TriggerScore | None, utc_of: UtcOf
+               ) -> Event:
+        """A start or end event with every choice behind it in ``details``."""
+        s = st.spec.settings
+        hop = self.hop_samples / self.rate
         assert st.event_id is not None and st.onset is not None
         onset = st.onset.window
         sound_start = max(onset.start, onset.end - hop)
@@ -186,32 +251,23 @@ class Engine:
             "settings": asdict(s),
             "sound_start": round(sound_start, 3),
         }
-        if sc is not None:
-            details.update(sc.details())
-        elif st.last:
-            details.update({k: v for k, v in st.last.items() if k != "score"})
-        if level is not None:
-            details["level_dbfs"] = round(level, 2)
+        level = {} if st.level is None else {"level_dbfs": round(st.level, 2)}
+        if sc is not None:  # decided by this window
+            details.update({**sc.details(), **level})
+        elif st.level is not None:  # ended from outside: what the last window said
+            details.update({**level, **st.last.details()})
+        common = dict(id=st.event_id, trigger=st.spec.name, score=tr.score, model=self.model_id,
+                      details=details)
         if tr.kind == "start":
             details["on_windows_seen"] = tr.run_windows
-            match = sc.match if sc is not None else st.peak_match
-            return Event(
-                type="start", id=st.event_id, trigger=st.trigger.name, score=tr.score,
-                peak_score=tr.peak, match=match, window_start=tr.window.start,
-                window_end=tr.window.end, time=utc_iso(utc_of(tr.window.end)),
-                model=self.model_id, details=details,
-            )
+            return Event(type="start", peak_score=tr.peak, match=sc.match if sc else st.peak_match,
+                         window_start=tr.window.start, window_end=tr.window.end,
+                         time=utc_iso(utc_of(tr.window.end)), **common)  # type: ignore[arg-type]
         w = tr.window
         # the first window without the sound starts roughly where the sound ended
         sound_end = min(w.end, w.start + hop) if tr.reason == "threshold" else w.end
         sound_end = max(sound_end, sound_start)
         details["sound_end"] = round(sound_end, 3)
-        return Event(
-            type="end", id=st.event_id, trigger=st.trigger.name, score=tr.score,
-            peak_score=max(st.peak, tr.peak), match=st.peak_match, window_start=w.start,
-            window_end=w.end, time=utc_iso(utc_of(w.end)), model=self.model_id,
-            duration=sound_end - sound_start, details=details,
-        )
-
-    def inference_ms(self) -> float:
-        return float(np.mean(self.infer_ms)) if self.infer_ms else 0.0
+        return Event(type="end", peak_score=max(st.peak, tr.peak), match=st.peak_match,
+                     window_start=w.start, window_end=w.end, time=utc_iso(utc_of(w.end)),
+                     duration=sound_end - sound_start, **common)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ def utc_iso(ts: float) -> str:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
     """One start or end of a trigger.
 
@@ -54,6 +54,17 @@ class Event:
     clip: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def sound_start(self) -> float:
+        """Estimated stream time the sound began (``details.sound_start``)."""
+        return float(self.details["sound_start"])
+
+    @property
+    def sound_end(self) -> float | None:
+        """Estimated stream time the sound ended (``details.sound_end``; ends only)."""
+        value = self.details.get("sound_end")
+        return None if value is None else float(value)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.type != "end":
@@ -75,9 +86,9 @@ class Event:
         return cls(**known)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreLine:
-    """Every window's per-trigger scores (``scan --scores``, ``top``, MQTT score topics)."""
+    """One window's per-trigger scores as a record (``scan --scores`` JSON, recordings)."""
 
     window_start: float
     window_end: float

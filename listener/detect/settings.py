@@ -1,15 +1,26 @@
-"""Effective trigger settings: what a trigger's hysteresis and margin actually use.
+"""Effective trigger settings: the one place a trigger's thresholds and timings are decided.
+
+A trigger may set any of these keys itself; the keys it leaves out come from the
+config's ``defaults:`` section. :func:`resolve` is the only code that merges those
+layers and :func:`band_problem` the only check that ``off_threshold`` does not exceed
+``on_threshold``; the config validates with them, and everything downstream
+(detector, hysteresis, `top`, `calibrate`, the plot) reads the resulting
+:class:`TriggerSettings` instead of working the values out again.
 
 Plain data, no pydantic: the detector and hysteresis read these on every window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
 class TriggerSettings:
+    """What one trigger's hysteresis and margin use (see listener/detect/hysteresis.py)."""
+
     on_threshold: float
     off_threshold: float
     on_windows: int
@@ -18,3 +29,29 @@ class TriggerSettings:
     margin: float
 
 
+#: every key a trigger can set itself or inherit from ``defaults:``
+KEYS: tuple[str, ...] = tuple(f.name for f in fields(TriggerSettings))
+
+
+def resolve(*layers: Mapping[str, Any]) -> TriggerSettings:
+    """Merge layers, most specific first: the first layer that sets a key (not None) wins.
+
+    Called as ``resolve(trigger's own keys, defaults)``; the last layer must set every key.
+    """
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        for layer in layers:
+            value = layer.get(key)
+            if value is not None:
+                values[key] = value
+                break
+        else:
+            raise KeyError(f"no layer sets {key!r}")
+    return TriggerSettings(**values)
+
+
+def band_problem(on_threshold: float, off_threshold: float) -> str | None:
+    """Why these thresholds cannot work together, or None: off must not exceed on."""
+    if off_threshold > on_threshold:
+        return f"must not exceed on_threshold ({on_threshold}), got {off_threshold}"
+    return None

@@ -1,29 +1,58 @@
 """Trigger scoring: one audio embedding -> every trigger's score, match and margin.
 
-A trigger's positives are its prompt embeddings (text tower, via PromptBank) and
+A trigger's positives are its prompt embeddings (text tower, via the prompt bank) and
 its example embeddings (the audio tower on the user's recordings, computed once).
 Its score is the best cosine over positives; ``match`` names the winner (prompt
 text or example file name). Look-alikes are its ``negatives`` plus the global
 ``background`` prompts: the relative score is ``score - best look-alike cosine``
-and must reach ``margin`` for the trigger to qualify. Without look-alikes the
-margin does not apply. All vectors sit in one matrix, so scoring every trigger
-costs one matrix-vector product per window.
+and must reach ``margin`` (``margin_ok``). Without look-alikes the margin does not
+apply. Whether a score is high enough is not decided here: thresholds belong to the
+hysteresis (listener/detect/hysteresis.py).
+
+All vectors sit in one matrix, so scoring every trigger costs one matrix-vector
+product per window. The same product scores ``probes``: extra prompts that belong to
+no trigger (`listener top --prompts`), so every row's similarity is available to
+whoever wants to rank single prompts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from listener.config.schema import TriggerConfig, TriggerDefaults
 from listener.detect.settings import TriggerSettings
-from listener.errors import ConfigError
 
-MIN_EXAMPLE_SECONDS = 0.5
+RowKind = Literal["prompt", "example", "negative", "background", "probe"]
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What one trigger listens for, with its effective settings (plain data).
+
+    Two specs are equal when the definition and settings are: a reload keeps the
+    state of a trigger whose spec did not change. Whether it is enabled is not part of
+    it: that belongs to the switch store (listener/service/switches.py).
+    """
+
+    name: str
+    label: str
+    settings: TriggerSettings
+    prompts: tuple[str, ...] = ()
+    examples: tuple[Path, ...] = ()
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One vector of the matrix: what it is, and whose (a trigger name, or "" for shared)."""
+
+    label: str  # prompt text, or the example's file name
+    kind: RowKind
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -33,7 +62,7 @@ class TriggerScore:
     relative: float | None
     best_negative: str | None
     best_negative_score: float | None
-    qualifies: bool
+    margin_ok: bool
 
     def details(self) -> dict[str, Any]:
         return {
@@ -45,128 +74,99 @@ class TriggerScore:
         }
 
 
-@dataclass
-class Trigger:
-    config: TriggerConfig
-    settings: TriggerSettings
+SILENT = TriggerScore(0.0, "", None, None, None, False)
+
+
+@dataclass(frozen=True)
+class _Slices:
+    spec: TriggerSpec
     pos: slice
-    neg: slice  # this trigger's negatives (background is shared)
-    labels: list[str]
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def signature(self) -> str:
-        """Identity for reloads: same definition and settings keep hysteresis state."""
-        return self.config.model_dump_json(exclude={"enabled"}) + repr(asdict(self.settings))
+    neg: slice
 
 
 class TriggerSet:
-    """All triggers of a config, with their embeddings stacked for one product per window."""
+    """All triggers, with their embeddings stacked for one product per window."""
 
     def __init__(
         self,
-        triggers: list[TriggerConfig],
-        defaults: TriggerDefaults,
-        background: list[str],
+        specs: Sequence[TriggerSpec],
+        background: Sequence[str],
         embed_texts: Callable[[list[str]], np.ndarray],
         embed_example: Callable[[Path], np.ndarray],
+        probes: Sequence[str] = (),
     ) -> None:
-        texts: list[str] = []
-        for t in triggers:
-            texts += t.prompts + t.negatives
-        texts += background
+        self.specs = tuple(specs)
+        self.background_prompts = tuple(background)
+        texts = [s for t in specs for s in (*t.prompts, *t.negatives)]
+        texts += [*background, *probes]
         unique = list(dict.fromkeys(texts))
-        text_emb = (
-            {s: v for s, v in zip(unique, _rows(embed_texts(unique)), strict=True)}
-            if unique else {}
-        )
-        rows: list[np.ndarray] = []
-        labels: list[str] = []
-        self.triggers: list[Trigger] = []
-        for t in triggers:
-            settings = t.settings(defaults)
-            if settings.off_threshold > settings.on_threshold:
-                raise ConfigError(
-                    f"trigger '{t.name}': off_threshold ({settings.off_threshold}) must not "
-                    f"exceed on_threshold ({settings.on_threshold})"
-                )
+        vectors = np.asarray(embed_texts(unique), np.float32) if unique else None
+        text_emb = {s: vectors[i] for i, s in enumerate(unique)} if vectors is not None else {}
+        vecs: list[np.ndarray] = []
+        rows: list[Row] = []
+
+        def add(vec: np.ndarray, row: Row) -> None:
+            vecs.append(np.asarray(vec, np.float32).reshape(-1))
+            rows.append(row)
+
+        self._slices: list[_Slices] = []
+        for t in specs:
             p0 = len(rows)
             for s in t.prompts:
-                rows.append(text_emb[s])
-                labels.append(s)
+                add(text_emb[s], Row(s, "prompt", t.name))
             for e in t.examples:
-                rows.append(embed_example(Path(e)))
-                labels.append(Path(e).name)
+                add(embed_example(Path(e)), Row(Path(e).name, "example", t.name))
             p1 = len(rows)
             for s in t.negatives:
-                rows.append(text_emb[s])
-                labels.append(s)
-            self.triggers.append(Trigger(t, settings, slice(p0, p1), slice(p1, len(rows)),
-                                         labels))
+                add(text_emb[s], Row(s, "negative", t.name))
+            self._slices.append(_Slices(t, slice(p0, p1), slice(p1, len(rows))))
         b0 = len(rows)
         for s in background:
-            rows.append(text_emb[s])
-            labels.append(s)
+            add(text_emb[s], Row(s, "background", ""))
         self.background = slice(b0, len(rows))
-        self.labels = labels
-        dim = rows[0].shape[0] if rows else 1
-        self.matrix = (np.stack(rows).astype(np.float32) if rows
-                       else np.zeros((0, dim), np.float32))
+        for s in probes:
+            add(text_emb[s], Row(s, "probe", ""))
+        self.rows: tuple[Row, ...] = tuple(rows)
+        dim = vecs[0].shape[0] if vecs else 1
+        self.matrix = np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.triggers]
+        return [t.name for t in self.specs]
 
-    def score(self, embedding: np.ndarray) -> dict[str, TriggerScore]:
-        """Scores of every trigger for one L2-normalised embedding [D]."""
-        sims = self.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
+    def similarities(self, embedding: np.ndarray) -> np.ndarray:
+        """Cosine of every row with one L2-normalised embedding [D] -> [rows]."""
+        return self.matrix @ np.asarray(embedding, dtype=np.float32).reshape(-1)
+
+    def score(self, sims: np.ndarray) -> dict[str, TriggerScore]:
+        """Every trigger's score from the row similarities of one window."""
         bg = sims[self.background]
         bg_best = int(np.argmax(bg)) if bg.size else -1
         out: dict[str, TriggerScore] = {}
-        for t in self.triggers:
-            pos = sims[t.pos]
+        for sl in self._slices:
+            pos = sims[sl.pos]
             i = int(np.argmax(pos))
             score = float(pos[i])
-            neg = sims[t.neg]
             best_neg: str | None = None
             best_neg_score: float | None = None
+            neg = sims[sl.neg]
             if neg.size:
                 j = int(np.argmax(neg))
-                best_neg, best_neg_score = self.labels[t.neg.start + j], float(neg[j])
+                best_neg, best_neg_score = self.rows[sl.neg.start + j].label, float(neg[j])
             if bg.size and (best_neg_score is None or float(bg[bg_best]) > best_neg_score):
-                best_neg = self.labels[self.background.start + bg_best]
+                best_neg = self.rows[self.background.start + bg_best].label
                 best_neg_score = float(bg[bg_best])
             relative = None if best_neg_score is None else score - best_neg_score
-            margin_ok = relative is None or relative >= t.settings.margin - 1e-9
-            out[t.name] = TriggerScore(
+            out[sl.spec.name] = TriggerScore(
                 score=score,
-                match=self.labels[t.pos.start + i],
+                match=self.rows[sl.pos.start + i].label,
                 relative=relative,
                 best_negative=best_neg,
                 best_negative_score=best_neg_score,
-                qualifies=margin_ok and score >= t.settings.on_threshold,
+                margin_ok=relative is None or relative >= sl.spec.settings.margin - 1e-9,
             )
         return out
 
     def silence(self) -> dict[str, TriggerScore]:
         """Scores of a gated (too quiet) window: 0 everywhere."""
-        return {
-            t.name: TriggerScore(0.0, "", None, None, None, False) for t in self.triggers
-        }
-
-
-def _rows(m: np.ndarray) -> list[np.ndarray]:
-    m = np.asarray(m, dtype=np.float32)
-    return [m[i] for i in range(m.shape[0])]
-
-
-def check_example_length(path: Path, samples: np.ndarray, rate: int) -> None:
-    secs = len(samples) / rate
-    if secs < MIN_EXAMPLE_SECONDS:
-        raise ConfigError(
-            f"example file {path} is only {secs:.2f} s long: examples must be at least "
-            f"{MIN_EXAMPLE_SECONDS} s of the sound (record one with 'listener enroll NAME "
-            "--seconds 3' or cut one with 'listener enroll NAME --from FILE --start S --end E')"
-        )
+        return {t.name: SILENT for t in self.specs}

@@ -5,56 +5,27 @@ Home Assistant creates entities from retained JSON configs published to
 without a client, keeps them easy to test and to read: :func:`discovery_configs` maps
 every config topic to its payload for one listener device. Removing an entity means
 publishing an empty retained payload to its topic; :func:`load_published` and
-:func:`save_published` remember which topics were published (in the state directory),
-so entities of a trigger removed while the daemon was down are deleted at the next start.
+:func:`save_published` remember which topics were published (a file in the state
+directory, listener/service/state_files.py), so entities of a trigger removed while the
+daemon was down are deleted at the next start.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from listener import __version__
 from listener.config.schema import MqttConfig, TriggerConfig
+from listener.files import atomic_write
+from listener.mqtt.topics import availability_topic, level_topic, stats_topic, trigger_topic
 
 ORIGIN_NAME = "listener"
 # Where users report problems; shown by Home Assistant in the device's MQTT info.
 SUPPORT_URL = "https://github.com/listener-project/listener"
 MANUFACTURER = "listener"
-
-# Keys every config carries, and the keys each component type needs on top.
-COMMON_KEYS = ("name", "unique_id", "availability_topic", "payload_available",
-               "payload_not_available", "device", "origin")
-REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "binary_sensor": ("state_topic", "device_class", "payload_on", "payload_off"),
-    "event": ("state_topic", "event_types"),
-    "sensor": ("state_topic",),
-    "switch": ("state_topic", "command_topic", "payload_on", "payload_off"),
-}
-
-PUBLISHED_FILE = "mqtt_discovery.json"
-
-
-def base_topic(cfg: MqttConfig) -> str:
-    """``<topic_prefix>/<device_id>``: every listener topic lives below it."""
-    return f"{cfg.topic_prefix}/{cfg.device_id}"
-
-
-def availability_topic(cfg: MqttConfig) -> str:
-    return f"{base_topic(cfg)}/availability"
-
-
-def trigger_topic(cfg: MqttConfig, trigger: str, leaf: str) -> str:
-    """``<base>/<trigger>/<leaf>`` for state, event, score, enabled, enabled/set."""
-    return f"{base_topic(cfg)}/{trigger}/{leaf}"
-
-
-def status_topic(cfg: MqttConfig) -> str:
-    """Where Home Assistant announces ``online`` after it (re)starts."""
-    return f"{cfg.discovery.prefix}/status"
 
 
 def device_block(cfg: MqttConfig, model_id: str) -> dict[str, Any]:
@@ -135,41 +106,29 @@ def trigger_configs(
     return out
 
 
+def _diagnostic(cfg: MqttConfig, model_id: str, oid: str, name: str, state_topic: str,
+                **keys: Any) -> tuple[str, dict[str, Any]]:
+    """One device-level diagnostic sensor: its config topic and payload."""
+    payload = {**_common(cfg, model_id, name, oid), "state_topic": state_topic, **keys,
+               "entity_category": "diagnostic"}
+    return _config_topic(cfg, "sensor", oid), payload
+
+
 def device_configs(cfg: MqttConfig, model_id: str) -> dict[str, dict[str, Any]]:
     """Device-level diagnostic sensors: input level, inference time, skipped windows."""
-    base = base_topic(cfg)
-    out: dict[str, dict[str, Any]] = {}
-    oid = "level"
-    out[_config_topic(cfg, "sensor", oid)] = {
-        **_common(cfg, model_id, "Sound level", oid),
-        "state_topic": f"{base}/level",
-        "unit_of_measurement": "dBFS",
-        "state_class": "measurement",
-        "suggested_display_precision": 1,
-        "entity_category": "diagnostic",
-        "icon": "mdi:volume-high",
-    }
-    oid = "inference_time"
-    out[_config_topic(cfg, "sensor", oid)] = {
-        **_common(cfg, model_id, "Inference time", oid),
-        "state_topic": f"{base}/stats",
-        "value_template": "{{ value_json.inference_ms }}",
-        "unit_of_measurement": "ms",
-        "device_class": "duration",
-        "state_class": "measurement",
-        "suggested_display_precision": 0,
-        "entity_category": "diagnostic",
-    }
-    oid = "skipped_windows"
-    out[_config_topic(cfg, "sensor", oid)] = {
-        **_common(cfg, model_id, "Skipped windows", oid),
-        "state_topic": f"{base}/stats",
-        "value_template": "{{ value_json.skipped_windows }}",
-        "state_class": "total_increasing",
-        "entity_category": "diagnostic",
-        "icon": "mdi:skip-next",
-    }
-    return out
+    stats = stats_topic(cfg)
+    return dict([
+        _diagnostic(cfg, model_id, "level", "Sound level", level_topic(cfg),
+                    unit_of_measurement="dBFS", state_class="measurement",
+                    suggested_display_precision=1, icon="mdi:volume-high"),
+        _diagnostic(cfg, model_id, "inference_time", "Inference time", stats,
+                    value_template="{{ value_json.inference_ms }}", unit_of_measurement="ms",
+                    device_class="duration", state_class="measurement",
+                    suggested_display_precision=0),
+        _diagnostic(cfg, model_id, "skipped_windows", "Skipped windows", stats,
+                    value_template="{{ value_json.skipped_windows }}",
+                    state_class="total_increasing", icon="mdi:skip-next"),
+    ])
 
 
 def discovery_configs(
@@ -184,34 +143,19 @@ def discovery_configs(
     return out
 
 
-def component_of(topic: str) -> str:
-    """``homeassistant/sensor/dev/obj/config`` -> ``sensor``."""
-    return topic.split("/")[-4]
-
-
-def missing_keys(topic: str, payload: dict[str, Any]) -> list[str]:
-    """Required keys absent from a config payload (empty list = complete)."""
-    need = (*COMMON_KEYS, *REQUIRED_KEYS.get(component_of(topic), ()))
-    return [k for k in need if k not in payload]
-
-
 def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def load_published(state_dir: Path) -> set[str]:
+def load_published(path: Path) -> set[str]:
     """Config topics published by an earlier run (empty when unknown or unreadable)."""
     try:
-        data = json.loads((state_dir / PUBLISHED_FILE).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         return {str(t) for t in data.get("topics", [])}
     except (OSError, ValueError, AttributeError):
         return set()
 
 
-def save_published(state_dir: Path, topics: Iterable[str]) -> None:
+def save_published(path: Path, topics: Iterable[str]) -> None:
     """Atomically remember the config topics now published."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / PUBLISHED_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"topics": sorted(topics)}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({"topics": sorted(topics)}, indent=1))

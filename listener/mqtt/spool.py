@@ -1,6 +1,6 @@
 """The on-disk event spool: no event is lost to a broker outage, a crash or a reboot.
 
-Every event is inserted into ``state_dir/spool.sqlite3`` (SQLite, WAL mode,
+Every event is inserted into the spool file (SQLite in the state directory, WAL mode,
 ``synchronous=FULL`` so an acknowledged insert survives power loss) *before* it is
 published, and deleted only when the broker acknowledges the QoS 1 publish. Rows keep
 their insertion order (``seq``), so a backlog is re-sent in the order it happened,
@@ -23,8 +23,6 @@ from pathlib import Path
 import structlog
 
 log = structlog.get_logger("listener.spool")
-
-SPOOL_FILE = "spool.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

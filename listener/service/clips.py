@@ -1,8 +1,10 @@
 """Event clips: a WAV per event, from ``pre_seconds`` before its start to ``post_seconds``
 after its end, named by event id, with retention by age and total size.
 
-The recorder pulls audio from the ring buffer on the processing thread (never in
-the audio callback). At the start it copies what the ring still holds from the
+It is the stage between the detector and the sinks: :meth:`ClipRecorder.on_events`
+begins a clip at each start and gives each end event the path of its clip. The
+recorder pulls audio from the ring buffer on the processing thread (never in the
+audio callback). At the start it copies what the ring still holds from the
 clip's first sample, then accumulates new audio as it arrives, so a clip may be
 longer than the ring. A clip is capped at ``MAX_CLIP_SECONDS`` to bound memory.
 The end event names the clip path at once; the file is written as soon as the
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from listener.audio.decode import SAMPLE_RATE, write_wav
 from listener.audio.ringbuffer import RingBuffer
 from listener.config.schema import ClipsConfig
+from listener.detect.events import Event
 
 MAX_CLIP_SECONDS = 120.0
 
@@ -42,7 +46,6 @@ class ClipRecorder:
         self.rate = rate
         self.max_samples = int(MAX_CLIP_SECONDS * rate)
         self._open: dict[str, _Clip] = {}
-        self.written: list[Path] = []
 
     @property
     def pre_samples(self) -> int:
@@ -51,6 +54,20 @@ class ClipRecorder:
     @property
     def post_samples(self) -> int:
         return round(self.cfg.post_seconds * self.rate)
+
+    def on_events(self, events: Sequence[Event], ring: RingBuffer) -> tuple[Event, ...]:
+        """Begin a clip at each start, end it at each end; the end events come back naming
+        their clip file (written once the audio up to ``sound_end + post`` has arrived)."""
+        out = []
+        for ev in events:
+            if ev.type == "start":
+                self.begin(ev.id, int(ev.sound_start * self.rate), ring)
+            else:
+                path = self.end(ev.id, int((ev.sound_end or 0.0) * self.rate), ring)
+                ev = replace(ev, clip=str(path) if path else None)
+            out.append(ev)
+        self.pull(ring)
+        return tuple(out)
 
     def begin(self, event_id: str, sound_start: int, ring: RingBuffer) -> None:
         first = max(0, sound_start - self.pre_samples, ring.oldest)
@@ -94,7 +111,6 @@ class ClipRecorder:
         tmp = clip.path.with_suffix(".tmp.wav")
         write_wav(tmp, audio, self.rate)
         tmp.replace(clip.path)
-        self.written.append(clip.path)
         self.retention()
 
     def retention(self, now: float | None = None) -> list[Path]:

@@ -1,68 +1,102 @@
-"""Runtime on/off switches for triggers, persisted in the state directory.
+"""Whether each trigger is enabled: one owner, persisted across restarts.
 
 A user turns a trigger off from Home Assistant at night (``<trigger>/enabled/set``)
-and expects it to stay off after a reboot. The choice is kept in
-``state_dir/switches.json``; a trigger without a stored choice uses its config's
-``enabled``. Writes are atomic (temp file + rename) so a crash never leaves half a file.
+and expects it to stay off after a reboot; the choice is kept in the state
+directory's ``switches.json``. A trigger without a stored choice uses its config's
+``enabled``. When a reload changes a trigger's ``enabled`` in the config, that edit
+is the newer decision: the stored choice for it is dropped.
+
+:class:`SwitchStore` is the only place this fact lives. The detector asks it at every
+step, the MQTT publisher reads it from the detector's results, command handlers
+(listener/service/commands.py) write it. Writes are atomic (listener/files.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
+from listener.files import atomic_write
+
 log = structlog.get_logger("listener.switches")
 
-SWITCHES_FILE = "switches.json"
-_TRUE = {"on", "true", "1"}
-_FALSE = {"off", "false", "0"}
 
+class SwitchStore:
+    """name -> enabled: stored runtime choices over the config's ``enabled``."""
 
-def parse_switch(payload: bytes | str) -> bool | None:
-    """ON/OFF/true/false/1/0 (any case, surrounding blanks ignored) -> bool; else None."""
-    if isinstance(payload, bytes):
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    text = payload.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return None
-
-
-class Switches:
-    """name -> enabled, loaded from and saved to ``state_dir/switches.json``."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / SWITCHES_FILE
+    def __init__(self, path: Path | None, configured: Mapping[str, bool]) -> None:
+        """``path`` None keeps choices in memory only (scan, top, calibrate)."""
+        self.path = path
         self._lock = threading.Lock()
-        self._choices: dict[str, bool] = {}
+        self._configured = dict(configured)
+        self._choices = self._load() if path is not None else {}
+
+    def _load(self) -> dict[str, bool]:
+        assert self.path is not None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._choices = {str(k): bool(v) for k, v in data.items() if isinstance(v, bool)}
+            return {str(k): v for k, v in data.items() if isinstance(v, bool)}
         except FileNotFoundError:
-            pass
+            return {}
         except (OSError, ValueError, AttributeError) as exc:
             log.warning(
                 "ignoring unreadable trigger switch file; all triggers use their config",
                 path=str(self.path), error=str(exc),
             )
+            return {}
 
-    def get(self, name: str, default: bool) -> bool:
-        with self._lock:
-            return self._choices.get(name, default)
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            atomic_write(self.path, json.dumps(self._choices, indent=1, sort_keys=True))
+        except OSError as exc:
+            log.error(
+                "cannot store the trigger switch; it will not survive a restart",
+                path=str(self.path), error=str(exc),
+            )
 
-    def set(self, name: str, enabled: bool) -> None:
+    def names(self) -> list[str]:
         with self._lock:
-            self._choices[name] = enabled
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._choices, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            return list(self._configured)
+
+    def enabled(self, name: str) -> bool:
+        with self._lock:
+            return self._choices.get(name, self._configured.get(name, False))
+
+    def snapshot(self) -> dict[str, bool]:
+        with self._lock:
+            return {n: self._choices.get(n, c) for n, c in self._configured.items()}
+
+    def set(self, name: str, enabled: bool) -> bool:
+        """Store a runtime choice; True if it changed the trigger's state.
+
+        Raises KeyError naming the known triggers when ``name`` is not one of them.
+        """
+        with self._lock:
+            if name not in self._configured:
+                known = ", ".join(self._configured)
+                raise KeyError(f"unknown trigger {name!r}; triggers: {known}")
+            before = self._choices.get(name, self._configured[name])
+            self._choices[name] = bool(enabled)
+            self._save()
+            return before != bool(enabled)
+
+    def reload(self, configured: Mapping[str, bool]) -> dict[str, bool]:
+        """Take the reloaded config's ``enabled`` values; returns the triggers whose
+        effective state changed (or that are new), with their new state."""
+        with self._lock:
+            before = {n: self._choices.get(n, c) for n, c in self._configured.items()}
+            edited = [n for n, c in configured.items()
+                      if n in self._configured and self._configured[n] != c]
+            for name in edited:
+                self._choices.pop(name, None)
+            self._configured = dict(configured)
+            if edited:
+                self._save()
+            after = {n: self._choices.get(n, c) for n, c in self._configured.items()}
+        return {n: v for n, v in after.items() if before.get(n) != v}

@@ -94,20 +94,19 @@ class Proposal:
 
 
 def simulate(stream: Stream, settings: TriggerSettings) -> tuple[int, int]:
-    """(false starts, windows spent on) of the engine's hysteresis on one stream.
+    """(false starts, windows spent on) of the detector's hysteresis on one stream.
 
     The margin against look-alikes is assumed satisfied (score lines carry no relative
     score), which can only over-count false starts: the safe side.
     """
     h = Hysteresis(settings)
-    on = settings.on_threshold
     starts = active = 0
     for a, b, s in zip(
         stream.starts.tolist(), stream.ends.tolist(), stream.scores.tolist(), strict=True
     ):
         if not math.isfinite(s):
             s = 0.0
-        tr = h.update(a, b, s, s >= on)
+        tr = h.update(a, b, s, margin_ok=True)
         if tr is not None and tr.kind == "start":
             starts += 1
         active += h.active
@@ -115,7 +114,7 @@ def simulate(stream: Stream, settings: TriggerSettings) -> tuple[int, int]:
 
 
 def count_starts(stream: Stream, settings: TriggerSettings) -> int:
-    """False starts the engine's hysteresis makes on one stream."""
+    """False starts the detector's hysteresis makes on one stream."""
     return simulate(stream, settings)[0]
 
 
@@ -493,19 +492,18 @@ def collect(
     ``files``: each file is its own stream (no window spans two files); every file is
     opened (checked) before the model loads. ``seconds``: the configured live source
     (the microphone unless the config says stdin), stopped once ``seconds`` of audio
-    have been scored. Hysteresis runs as usual inside the engine but is irrelevant:
+    have been scored. Hysteresis runs as usual inside the detector but is irrelevant:
     only raw scores are kept, and clips are switched off so calibration writes nothing.
     """
     import threading
 
     from listener.audio.sources import FileSource
     from listener.config.schema import SourceConfig
-    from listener.service.pipeline import Pipeline
+    from listener.service.assemble import build_pipeline, load_model, require_triggers
     from listener.tuning.recorder import ScoreRecorder
 
+    require_triggers(config, None)
     names = [t.name for t in config.triggers]
-    if not names:
-        raise UserError("the config has no triggers to calibrate")
     stop = stop or threading.Event()
     cfg = config.model_copy(deep=True)
     cfg.clips.enabled = False
@@ -522,8 +520,10 @@ def collect(
             cfg.source = SourceConfig(type="mic")
         sources.append(None)  # the configured live source
     out: dict[str, list[Stream]] = {n: [] for n in names}
+    stack = None  # the model, loaded once for every file
 
-    def progress(line, active) -> None:
+    def progress(result) -> None:
+        line = result.score_line()
         if on_progress is not None:
             on_progress(line)
         if seconds is not None and line.window_end >= seconds - 1e-9:
@@ -535,7 +535,8 @@ def collect(
                 src.close()  # type: ignore[attr-defined]
             continue
         rec = ScoreRecorder(on_update=progress)
-        pipe = Pipeline(cfg, [rec], source=src)  # type: ignore[arg-type]
+        stack = stack or load_model(cfg)
+        pipe = build_pipeline(cfg, [rec], source=src, stack=stack)  # type: ignore[arg-type]
         pipe.open()
         try:
             pipe.run(stop)

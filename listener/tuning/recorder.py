@@ -1,9 +1,10 @@
-"""A Sink that records what the engine produced: every ScoreLine, its on/off state, events.
+"""A sink that records what the detector decided: every window's scores, states, events.
 
-`top`, `calibrate` and `scan --plot` all need the same raw material (per-window
-scores of every trigger, the level, the events), so one small recorder serves
-them. It only appends to lists (never blocks the processing loop); ``max_lines``
-bounds memory for the endless live view.
+`calibrate` and `scan --plot` need the same raw material (per-window scores of every
+trigger, the level, which triggers were on, the events), so one small recorder
+serves both. It keeps compact records (a :class:`ScoreLine` per window), not the
+detector's results, so a day of audio stays small; ``max_lines`` bounds memory for
+endless live sources.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
 
 
@@ -54,67 +56,31 @@ class Recording:
 
 
 class ScoreRecorder:
-    """Sink: keeps everything (or the newest ``max_lines``) and calls ``on_update`` per hop."""
+    """Sink: keeps everything (or the newest ``max_lines``); ``on_update`` per window."""
 
-    def __init__(
-        self,
-        max_lines: int | None = None,
-        on_update: Callable[[ScoreLine, dict[str, bool]], None] | None = None,
-        on_event_cb: Callable[[Event], None] | None = None,
-    ) -> None:
-        self.max_lines = max_lines
-        self._lines: deque[ScoreLine] | list[ScoreLine] = (
-            deque(maxlen=max_lines) if max_lines else []
-        )
-        self._active: deque[dict[str, bool]] | list[dict[str, bool]] = (
-            deque(maxlen=max_lines) if max_lines else []
-        )
-        self._events: deque[Event] | list[Event] = deque(maxlen=max_lines) if max_lines else []
+    def __init__(self, max_lines: int | None = None,
+                 on_update: Callable[[DetectorResult], None] | None = None) -> None:
+        self._lines: deque[ScoreLine] = deque(maxlen=max_lines)
+        self._active: deque[dict[str, bool]] = deque(maxlen=max_lines)
+        self._events: deque[Event] = deque(maxlen=max_lines)
         self._on_update = on_update
-        self._on_event = on_event_cb
-        self.closed = False
 
-    # --- Sink protocol ------------------------------------------------------------------
-    def on_scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
-        self._lines.append(line)
-        self._active.append(dict(active))
-        if self._on_update is not None:
-            self._on_update(line, active)
+    def record(self, line: ScoreLine | None, active: dict[str, bool],
+               events: Iterable[Event] = ()) -> None:
+        """One step: a window's scores (None for a step without a window) and events."""
+        if line is not None:
+            self._lines.append(line)
+            self._active.append(dict(active))
+        self._events.extend(events)
 
-    def on_event(self, event: Event) -> None:
-        self._events.append(event)
-        if self._on_event is not None:
-            self._on_event(event)
+    def on_result(self, result: DetectorResult) -> None:
+        line = result.score_line() if result.window is not None else None
+        self.record(line, result.active, result.events)
+        if line is not None and self._on_update is not None:
+            self._on_update(result)
 
     def close(self) -> None:
-        self.closed = True
+        pass
 
-    # --- results ------------------------------------------------------------------------
     def recording(self) -> Recording:
         return Recording(list(self._lines), list(self._active), list(self._events))
-
-
-def recording_from_dicts(rows: Iterable[dict]) -> Recording:
-    """Rebuild a Recording from `scan --jsonl --scores` lines (dicts); unknown types skipped.
-
-    A score line's ``active`` state is derived from the start/end events seen so far,
-    so a plot can be made from saved JSON lines as well as from a live run.
-    """
-    rec = Recording()
-    state: dict[str, bool] = {}
-    for row in rows:
-        kind = row.get("type")
-        if kind == "scores":
-            line = ScoreLine(
-                window_start=float(row["window_start"]),
-                window_end=float(row["window_end"]),
-                level_dbfs=float(row["level_dbfs"]),
-                scores={k: float(v) for k, v in row["scores"].items()},
-            )
-            rec.lines.append(line)
-            rec.active.append({k: state.get(k, False) for k in line.scores})
-        elif kind in ("start", "end"):
-            ev = Event.from_dict(row)
-            rec.events.append(ev)
-            state[ev.trigger] = kind == "start"
-    return rec

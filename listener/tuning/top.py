@@ -2,19 +2,18 @@
 
 Split in three so the view is testable without a terminal or a microphone:
 
-- :class:`TopTracker` (a Sink) folds ScoreLines, events and engine stats into an
-  immutable :class:`TopSnapshot` (cooldowns are derived from end events and the
-  trigger's ``cooldown_seconds``, exactly as the hysteresis applies them);
+- :class:`TopTracker` (a sink) keeps the detector's newest result and turns it into an
+  immutable :class:`TopSnapshot`: every trigger's score, thresholds, state, run and
+  cooldown as the detector reports them (nothing is recomputed here), and the
+  best-matching single prompts from the row similarities of the window;
 - :func:`render_frame` is a pure function ``(snapshot, width, ansi) -> str``;
-- :func:`run_top` wires a real Pipeline to them and writes frames: on a TTY the
+- :func:`run_top` wires a real pipeline to them and writes frames: on a TTY the
   frame redraws in place with plain ANSI escapes (works over SSH, no curses);
   otherwise plain frames separated by a blank line, so ``top | tee log`` works.
 
-Ad-hoc ``--prompts`` and the configured prompts are each scored as hidden,
-disabled triggers (one per prompt text, so the view can rank single prompts):
-disabled triggers emit no events, but their scores are computed on the same
-audio embedding as the real triggers, and their text embeddings come from the
-PromptBank cache like any other prompt.
+Ad-hoc ``--prompts`` are scored as probes of the trigger set: extra rows of the same
+matrix, embedded through the prompt cache like any other prompt, ranked among the
+configured prompts and example recordings. They belong to no trigger and fire nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +23,14 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TextIO
 
-from listener.detect.events import Event, ScoreLine
+import numpy as np
 
-HIDDEN_PREFIX = "__top_p"
+from listener.detect.detector import DetectorResult
+from listener.errors import UserError
+
 LEVEL_FLOOR = -90.0  # dBFS at the left end of the level meter
 TOP_PROMPTS = 5
 
@@ -78,117 +78,91 @@ class TopSnapshot:
     title: str = "listener top"
 
 
-@dataclass
-class TriggerInfo:
-    """What the tracker needs to know about one real trigger."""
-
-    name: str
-    on_threshold: float
-    off_threshold: float
-    on_windows: int
-    cooldown_seconds: float
-    enabled: bool = True
+def _scale(on_thresholds: Sequence[float]) -> float:
+    """Right end of the score bars: room above the highest on threshold (0.5 .. 1)."""
+    top = max(on_thresholds, default=0.3)
+    return min(1.0, max(0.5, math.ceil(top * 1.5 * 10 - 1e-9) / 10))
 
 
-@dataclass
+def prompt_views(result: DetectorResult) -> list[PromptView]:
+    """Single prompts, examples and probes of the newest window, best first."""
+    w = result.window
+    if w is None:
+        return []
+    sims = w.similarities if w.similarities is not None else np.zeros(len(result.rows))
+    seen: set[str] = set()
+    views = []
+    for row, score in zip(result.rows, sims.tolist(), strict=True):
+        if row.kind not in ("prompt", "example", "probe"):
+            continue
+        text = f"example {row.label}" if row.kind == "example" else row.label
+        if text in seen or not math.isfinite(score):
+            continue
+        seen.add(text)
+        views.append(PromptView(text, float(score), row.owner or "ad hoc"))
+    return sorted(views, key=lambda p: (-p.score, p.text))
+
+
 class TopTracker:
-    """Sink that keeps the latest state; ``snapshot()`` is cheap and thread-safe."""
+    """Sink that keeps the newest result; ``snapshot()`` is cheap and thread-safe."""
 
-    triggers: list[TriggerInfo]
-    # hidden trigger name -> (prompt text, owner)
-    prompt_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
-    gate_dbfs: float = -70.0
-    model: str = ""
-    title: str = "listener top"
-    stats: Callable[[], dict[str, Any]] | None = None
-    on_update: Callable[[TopSnapshot], None] | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, gate_dbfs: float = -70.0, model: str = "", title: str = "listener top",
+                 stats: Callable[[], dict[str, Any]] | None = None,
+                 on_update: Callable[[TopSnapshot], None] | None = None) -> None:
+        self.gate_dbfs = gate_dbfs
+        self.model = model
+        self.title = title
+        self.stats = stats
+        self.on_update = on_update
         self._lock = threading.Lock()
-        self._line: ScoreLine | None = None
-        self._active: dict[str, bool] = {}
-        self._cool_until: dict[str, float] = {}
-        self._run: dict[str, int] = {}
+        self._result: DetectorResult | None = None  # the newest step
+        self._window: DetectorResult | None = None  # the newest scored window
         self._windows = 0
         self._last_stats: dict[str, Any] = {}
-        ons = [t.on_threshold for t in self.triggers] or [0.3]
-        self.score_scale = min(1.0, max(0.5, math.ceil(max(ons) * 1.5 * 10 - 1e-9) / 10))
 
-    # --- Sink ----------------------------------------------------------------------------
-    def on_scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
+    def on_result(self, result: DetectorResult) -> None:
         stats = self.stats() if self.stats is not None else None
         with self._lock:
-            for t in self.triggers:  # an end (on -> off) starts the cooldown, as in Hysteresis
-                if self._active.get(t.name) and not active.get(t.name):
-                    self._cool_until[t.name] = line.window_end + t.cooldown_seconds
-            self._line = line
-            self._active = dict(active)
-            self._windows += 1
-            for t in self.triggers:
-                s = line.scores.get(t.name, math.nan)
-                ok = s >= t.on_threshold and line.window_end >= self._cool_until.get(t.name, -1e18)
-                self._run[t.name] = 0 if active.get(t.name) or not ok else self._run.get(
-                    t.name, 0) + 1
+            self._result = result
+            if result.window is not None:
+                self._window = result
+                self._windows += 1
             if stats is not None:
                 self._last_stats = dict(stats)
-        if self.on_update is not None:
+        if self.on_update is not None and result.window is not None:
             self.on_update(self.snapshot())
-
-    def on_event(self, event: Event) -> None:
-        """Events need no handling: the on/off state in ``on_scores`` carries them."""
 
     def close(self) -> None:
         pass
 
-    def set_enabled(self, name: str, enabled: bool) -> None:
-        for t in self.triggers:
-            if t.name == name:
-                t.enabled = enabled
-
-    # --- state ---------------------------------------------------------------------------
     def snapshot(self) -> TopSnapshot:
         with self._lock:
-            line = self._line
-            now = line.window_end if line else 0.0
-            scores = line.scores if line else {}
-            views = tuple(
-                TriggerView(
-                    name=t.name,
-                    score=float(scores.get(t.name, math.nan)),
-                    on_threshold=t.on_threshold,
-                    off_threshold=t.off_threshold,
-                    active=bool(self._active.get(t.name, False)),
-                    cooldown_left=max(0.0, self._cool_until.get(t.name, -1e18) - now),
-                    enabled=t.enabled,
-                    run=self._run.get(t.name, 0),
-                    on_windows=t.on_windows,
-                )
-                for t in self.triggers
-            )
-            prompts = sorted(
-                (
-                    PromptView(text, float(scores[key]), owner)
-                    for key, (text, owner) in self.prompt_owner.items()
-                    if key in scores and math.isfinite(scores[key])
-                ),
-                key=lambda p: (-p.score, p.text),
-            )
-            st = self._last_stats
-            return TopSnapshot(
-                time=now,
-                level_dbfs=line.level_dbfs if line else -120.0,
-                gate_dbfs=self.gate_dbfs,
-                triggers=views,
-                prompts=tuple(prompts[:TOP_PROMPTS]),
-                windows=int(st.get("windows", self._windows)),
-                skipped_windows=int(st.get("skipped_windows", 0)),
-                gated_windows=int(st.get("gated_windows", 0)),
-                inference_ms=float(st.get("inference_ms", math.nan)),
-                real_time_factor=float(st.get("real_time_factor", math.nan)),
-                model=str(st.get("model", self.model)),
-                score_scale=self.score_scale,
-                title=self.title,
-            )
+            result, window, st = self._result, self._window, self._last_stats
+            windows = self._windows
+        states = result.triggers if result is not None else ()
+        w = window.window if window is not None else None
+        views = tuple(
+            TriggerView(name=s.name, score=s.score, on_threshold=s.settings.on_threshold,
+                        off_threshold=s.settings.off_threshold, active=s.active,
+                        cooldown_left=s.cooldown_left, enabled=s.enabled, run=s.run,
+                        on_windows=s.settings.on_windows)
+            for s in states
+        )
+        return TopSnapshot(
+            time=w.end if w else 0.0,
+            level_dbfs=w.level_dbfs if w else -120.0,
+            gate_dbfs=self.gate_dbfs,
+            triggers=views,
+            prompts=tuple(prompt_views(window)[:TOP_PROMPTS]) if window else (),
+            windows=int(st.get("windows", windows)),
+            skipped_windows=int(st.get("skipped_windows", 0)),
+            gated_windows=int(st.get("gated_windows", 0)),
+            inference_ms=float(st.get("inference_ms", math.nan)),
+            real_time_factor=float(st.get("real_time_factor", math.nan)),
+            model=str(st.get("model", self.model)),
+            score_scale=_scale([s.settings.on_threshold for s in states]),
+            title=self.title,
+        )
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -320,41 +294,6 @@ class FrameWriter:
             self.out.flush()
 
 
-def adhoc_triggers(
-    config: Any, extra_prompts: Sequence[str]
-) -> tuple[Any, dict[str, tuple[str, str]]]:
-    """A config copy with one hidden disabled trigger per distinct prompt text and example.
-
-    Returns (config, {hidden trigger name: (prompt text, owner)}). Owner is the
-    configured trigger that lists the prompt, or "ad hoc" for ``--prompts``.
-    """
-    from listener.config.schema import TriggerConfig
-
-    cfg = config.model_copy(deep=True)
-    owner: dict[str, str] = {}
-    for t in cfg.triggers:
-        for p in t.prompts:
-            owner.setdefault(p, t.name)
-    for p in extra_prompts:
-        if not p.strip():
-            from listener.errors import UserError
-
-            raise UserError("--prompts: a prompt must not be empty")
-        owner.setdefault(p, "ad hoc")
-    mapping: dict[str, tuple[str, str]] = {}
-    for text, who in owner.items():
-        name = f"{HIDDEN_PREFIX}{len(mapping)}"
-        cfg.triggers.append(TriggerConfig(name=name, prompts=[text], enabled=False))
-        mapping[name] = (text, who)
-    for t in config.triggers:  # example recordings rank alongside the prompts
-        for ex in t.examples:
-            name = f"{HIDDEN_PREFIX}{len(mapping)}"
-            cfg.triggers.append(TriggerConfig(name=name, examples=[ex], enabled=False))
-            mapping[name] = (f"example {Path(ex).name}", t.name)
-    cfg.clips.enabled = False
-    return cfg, mapping
-
-
 def run_top(
     config: Any,
     prompts: Sequence[str] = (),
@@ -368,28 +307,21 @@ def run_top(
 
     A file source is paced like a microphone unless ``realtime=False`` is given.
     """
-    from listener.service.pipeline import Pipeline
+    from listener.service.assemble import build_pipeline
 
+    if any(not p.strip() for p in prompts):
+        raise UserError("--prompts: a prompt must not be empty")
     out = out or sys.stdout
     stop = stop or threading.Event()
-    cfg, mapping = adhoc_triggers(config, prompts)
-    infos = []
-    for t in config.triggers:
-        s = config.trigger_settings(t)
-        infos.append(
-            TriggerInfo(t.name, s.on_threshold, s.off_threshold, s.on_windows,
-                        s.cooldown_seconds, t.enabled)
-        )
+    cfg = config.model_copy(deep=True)
+    cfg.clips.enabled = False
     writer = FrameWriter(out, tty=tty, width=width)
-    tracker = TopTracker(
-        triggers=infos, prompt_owner=mapping, gate_dbfs=config.audio.min_level_dbfs,
-        on_update=writer.write,
-    )
+    tracker = TopTracker(gate_dbfs=cfg.audio.min_level_dbfs, on_update=writer.write)
     if realtime is None and cfg.source.type == "file":
         realtime = True
-    pipe = Pipeline(cfg, [tracker], realtime=realtime)
+    pipe = build_pipeline(cfg, [tracker], realtime=realtime, probes=list(prompts))
     tracker.stats = pipe.stats
-    tracker.model = getattr(pipe, "model_id", "")
+    tracker.model = pipe.model_id
     pipe.open()
     try:
         pipe.run(stop)

@@ -1,0 +1,82 @@
+"""The model stack: everything a process loads once and every stream shares.
+
+:class:`ModelStack` opens the model directory, builds the log-mel front end, makes the
+one audio tower session and the prompt bank, and caches example embeddings. It is
+made before anything else, so the model id is known when sinks are made.
+:class:`WindowEmbedder` is the per-stream part: a streaming log-mel (which keeps the
+frames of the previous window) in front of the shared tower.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from listener.audio.decode import check_example_length, load_audio
+from listener.model.audio_tower import AudioTower
+from listener.model.logmel import LogMel, StreamingLogMel
+from listener.model.modeldir import ModelDir
+from listener.model.prompt_bank import PromptBank
+
+
+class ModelStack:
+    """ModelDir + LogMel + AudioTower + PromptBank, loaded once per process."""
+
+    def __init__(self, model_dir: Path, precision: str, provider: str, threads: int,
+                 prompt_cache: Path) -> None:
+        self.model = ModelDir(model_dir)
+        self.model_id = self.model.model_id
+        self.logmel = LogMel.from_config(self.model.preprocessor_config)
+        self.tower = AudioTower(self.model, precision, provider, threads)
+        self.bank = PromptBank(self.model, prompt_cache, precision, provider, threads)
+        self._examples: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def embed_texts(self, prompts: list[str]) -> np.ndarray:
+        """Prompt embeddings [N, D] (text tower only on a cache miss)."""
+        return self.bank.embed(prompts)
+
+    def embed_example(self, path: Path) -> np.ndarray:
+        """Audio tower embedding of an example file, computed once per file version."""
+        try:
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (str(path), 0, 0)
+        if key not in self._examples:
+            audio = load_audio(path)
+            check_example_length(audio, self.logmel.sample_rate, f"example file {path}")
+            feats = self.logmel(audio)
+            self._examples[key] = np.asarray(self.tower.embed(feats[None])[0], np.float32)
+        return self._examples[key]
+
+    def window_embedder(self) -> WindowEmbedder:
+        """A new per-stream embedder sharing this stack's tower."""
+        return WindowEmbedder(self.logmel, self.tower)
+
+
+class WindowEmbedder:
+    """One stream's windows -> embeddings: streaming log-mel + the shared audio tower."""
+
+    def __init__(self, logmel: LogMel, tower: AudioTower) -> None:
+        self.logmel = logmel
+        self.streaming = StreamingLogMel(logmel)
+        self.tower = tower
+        #: the last few tower calls (features + session), for stats
+        self.infer_ms: deque[float] = deque(maxlen=20)
+
+    def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
+        """L2-normalised embedding [D] of the window ending at absolute ``end_sample``."""
+        t0 = time.perf_counter()
+        if audio.size == self.logmel.n_samples:
+            feats = self.streaming.features(audio, end_sample)
+        else:
+            feats = self.logmel(audio)
+        emb = self.tower.embed(feats[None])[0]
+        self.infer_ms.append((time.perf_counter() - t0) * 1000.0)
+        return emb
+
+    def mean_ms(self) -> float:
+        return float(np.mean(self.infer_ms)) if self.infer_ms else 0.0

@@ -1,0 +1,108 @@
+"""Wiring: a validated config -> model stack -> trigger set -> detector -> pipeline.
+
+Everything is built once, in the order the data flows, before any audio moves: the
+model stack first (so the model id is known when sinks are made), then the trigger
+set (prompt embeddings from the cache, example embeddings from the tower), then a
+detector per stream, then the pipeline around it. `listener run` (daemon.py) wires
+its long-lived parts itself from these functions; `scan`, `top`, `calibrate` and the
+tests use :func:`build_pipeline`, which does the whole chain for one source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from listener.audio.decode import SAMPLE_RATE
+from listener.audio.sources import Source, make_source
+from listener.config.schema import Config
+from listener.detect.detector import Detector
+from listener.detect.triggers import TriggerSet, TriggerSpec
+from listener.errors import ConfigError
+from listener.model.stack import ModelStack
+from listener.service.clips import ClipRecorder
+from listener.service.pipeline import Pipeline
+from listener.service.sinks import FanOut, Sink
+from listener.service.state_files import StateDir
+from listener.service.switches import SwitchStore
+
+
+def require_triggers(config: Config, where: str | Path | None) -> None:
+    """The one rule for commands that listen: at least one trigger (exit 2 otherwise)."""
+    if not config.triggers:
+        msg = (
+            f"{where or 'config'}: triggers: no triggers configured, nothing to listen for "
+            "(add a 'triggers:' list with at least one trigger; config.example.yaml shows how)"
+        )
+        raise ConfigError(msg, [msg])
+
+
+def trigger_specs(config: Config) -> list[TriggerSpec]:
+    """Each configured trigger as plain data with its effective settings."""
+    return [
+        TriggerSpec(name=t.name, label=t.display_name, settings=config.trigger_settings(t),
+                    prompts=tuple(t.prompts), examples=tuple(Path(e) for e in t.examples),
+                    negatives=tuple(t.negatives))
+        for t in config.triggers
+    ]
+
+
+def configured_enabled(config: Config) -> dict[str, bool]:
+    """The config's ``enabled`` per trigger (what the switch store falls back to)."""
+    return {t.name: t.enabled for t in config.triggers}
+
+
+def state_dir(config: Config) -> StateDir:
+    return StateDir(config.resolved_state_dir)
+
+
+def load_model(config: Config) -> ModelStack:
+    m = config.model
+    return ModelStack(m.dir, m.precision, m.provider, m.threads, state_dir(config).prompt_cache)
+
+
+def build_trigger_set(config: Config, stack: ModelStack, probes: Sequence[str] = ()
+                      ) -> TriggerSet:
+    """May run the text tower (prompts missing from the cache) and the audio tower
+    (examples not embedded yet); call it outside the pipeline's lock."""
+    return TriggerSet(trigger_specs(config), config.background, stack.embed_texts,
+                      stack.embed_example, probes=probes)
+
+
+def build_detector(config: Config, stack: ModelStack, switches: SwitchStore,
+                   probes: Sequence[str] = ()) -> Detector:
+    return Detector(
+        build_trigger_set(config, stack, probes), stack.window_embedder(), rate=SAMPLE_RATE,
+        hop_samples=round(config.audio.hop_seconds * SAMPLE_RATE),
+        gate_dbfs=config.audio.min_level_dbfs, model_id=stack.model_id,
+        is_enabled=switches.enabled,
+    )
+
+
+def make_clips(config: Config) -> ClipRecorder | None:
+    if not config.clips.enabled:
+        return None
+    return ClipRecorder(config.clips, config.clips.dir or state_dir(config).clips, SAMPLE_RATE)
+
+
+def build_pipeline(
+    config: Config,
+    sinks: Sequence[Sink],
+    *,
+    source: Source | None = None,
+    realtime: bool | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    switches: SwitchStore | None = None,
+    probes: Sequence[str] = (),
+    stack: ModelStack | None = None,
+) -> Pipeline:
+    """The whole chain for one source (default: the config's; ``realtime`` overrides the
+    pacing of file sources). Without ``switches`` the config's ``enabled`` applies, kept
+    in memory only (scan, top and calibrate never touch the daemon's stored switches).
+    A sink's error ends the run (the command's output is its product)."""
+    stack = stack or load_model(config)
+    switches = switches or SwitchStore(None, configured_enabled(config))
+    detector = build_detector(config, stack, switches, probes)
+    return Pipeline(config.audio, source or make_source(config.source, realtime), detector,
+                    FanOut(sinks, isolate=False), clips=make_clips(config),
+                    heartbeat=heartbeat)

@@ -1,0 +1,55 @@
+"""The state directory: the one place that names the files listener keeps between runs.
+
+Which directory is the config's job (``state_dir``, else ``$STATE_DIRECTORY`` under
+systemd, else ``$XDG_STATE_HOME/listener``: ``Config.resolved_state_dir``); what lives
+in it is decided here, and every other module receives these paths:
+
+- ``spool.sqlite3``: events not yet acknowledged by the broker (listener/mqtt/spool.py)
+- ``switches.json``: runtime on/off choices made over MQTT (listener/service/switches.py)
+- ``mqtt_discovery.json``: the Home Assistant config topics published last time
+- ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
+- ``clips/``: event clips, unless ``clips.dir`` says otherwise
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from listener.errors import UserError
+
+
+@dataclass(frozen=True)
+class StateDir:
+    path: Path
+
+    @property
+    def spool(self) -> Path:
+        return self.path / "spool.sqlite3"
+
+    @property
+    def switches(self) -> Path:
+        return self.path / "switches.json"
+
+    @property
+    def published_discovery(self) -> Path:
+        return self.path / "mqtt_discovery.json"
+
+    @property
+    def prompt_cache(self) -> Path:
+        return self.path / "prompt-cache"
+
+    @property
+    def clips(self) -> Path:
+        return self.path / "clips"
+
+    def ensure(self) -> StateDir:
+        """Create the directory, or say clearly why it cannot be (exit 2)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the state directory {self.path} ({exc.strerror}); set "
+                "state_dir in the config or $STATE_DIRECTORY to a writable directory"
+            ) from None
+        return self
