@@ -15,19 +15,11 @@ import pytest
 
 from listener.__main__ import main
 from listener.config.loader import load_config
+from listener.config.writeback import write_thresholds
 from listener.detect.settings import TriggerSettings
-from listener.tuning.calibrate import (
-    DAY,
-    GRID,
-    Distribution,
-    Proposal,
-    Stream,
-    count_starts,
-    format_report,
-    propose,
-    simulate,
-    write_thresholds,
-)
+from listener.tuning.budget import DAY, Distribution
+from listener.tuning.calibrate import GRID, Proposal, Stream, count_starts, propose, simulate
+from listener.tuning.report import format_report
 
 HOP = 1.0
 CURRENT = TriggerSettings(
