@@ -15,19 +15,11 @@ import pytest
 
 from listener.__main__ import main
 from listener.config.loader import load_config
+from listener.config.writeback import write_thresholds
 from listener.detect.settings import TriggerSettings
-from listener.tuning.calibrate import (
-    DAY,
-    GRID,
-    Distribution,
-    Proposal,
-    Stream,
-    count_starts,
-    format_report,
-    propose,
-    simulate,
-    write_thresholds,
-)
+from listener.tuning.budget import DAY, Distribution
+from listener.tuning.calibrate import GRID, Proposal, Stream, count_starts, propose, simulate
+from listener.tuning.report import format_report
 
 HOP = 1.0
 CURRENT = TriggerSettings(
@@ -273,13 +265,12 @@ def _starts(out: str) -> dict[str, int]:
     return n
 
 
-def test_calibrate_end_to_end_then_rescan_stays_within_budget(
-    hearing_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _write_background(tmp_path: Path) -> list[Path]:
+    """Two 40-s WAVs of ordinary background: room noise of three kinds and a humming
+    fridge, none of the target sounds."""
     from listener.audio.decode import write_wav
     from tests.hearing import sounds
 
-    # ordinary background: room noise of three kinds and a humming fridge, none of the targets
     seed = sounds.FRESH_SEED_BASE + 71_000
     parts = [sounds.background(20.0, seed + i, level_dbfs=lv)
              for i, lv in enumerate((-55.0, -45.0, -38.0))]
@@ -289,6 +280,13 @@ def test_calibrate_end_to_end_then_rescan_stays_within_budget(
     files = [tmp_path / "room_a.wav", tmp_path / "room_b.wav"]
     for f, x in zip(files, (bg_a, bg_b), strict=True):
         write_wav(f, x)
+    return files
+
+
+def test_calibrate_end_to_end_then_rescan_stays_within_budget(
+    hearing_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _write_background(tmp_path)
     cfg = tmp_path / "config.yaml"
     original = E2E_CONFIG.format(model=hearing_model_dir, state=tmp_path / "state",
                                  on=E2E_ON, off=E2E_OFF)

@@ -36,14 +36,12 @@ def _recording():
         }
         events = []
         for name, h in hyst.items():
-            tr = h.update(i - 9.0, i + 1.0, scores[name], scores[name] >= h.settings.on_threshold)
+            tr = h.update(i - 9.0, i + 1.0, scores[name], margin_ok=True)
             if tr is not None:
                 events.append(Event(tr.kind, "id", name, tr.score, tr.peak, "p",
                                     tr.window.start, tr.window.end, "", "m"))
-        rec.on_scores(ScoreLine(i - 9.0, i + 1.0, -40 + 5 * np.sin(i / 5), scores),
-                      {k: h.active for k, h in hyst.items()})
-        for e in events:
-            rec.on_event(e)
+        rec.record(ScoreLine(i - 9.0, i + 1.0, -40 + 5 * np.sin(i / 5), scores),
+                   {k: h.active for k, h in hyst.items()}, events)
     return rec.recording()
 
 

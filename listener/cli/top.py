@@ -30,14 +30,14 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from listener.config.loader import load_config
-    from listener.config.schema import SourceConfig, _parse_source
+    from listener.config.schema import SourceConfig, parse_source
     from listener.errors import UserError
     from listener.tuning.top import run_top
 
     cfg = load_config(args.config).config
     if args.source:
         try:
-            cfg.source = SourceConfig.model_validate(_parse_source(args.source))
+            cfg.source = SourceConfig.model_validate(parse_source(args.source))
         except (ValidationError, ValueError):
             raise UserError(
                 f"--source {args.source!r}: must be 'mic', 'stdin' or 'file:PATH'"

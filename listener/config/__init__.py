@@ -1,1 +1,1 @@
-"""The configuration file: schema, loader with line numbers, write-back."""
+"""The configuration file: schema, loader, problem lines with file:line, write-back."""

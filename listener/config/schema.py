@@ -3,8 +3,9 @@
 One YAML file describes the model, the audio source, the triggers and the MQTT
 connection. This module says what is valid; :mod:`listener.config.loader` reads the
 file (with line numbers) and turns each problem into ``file:line key.path: what``.
-Rules that involve several keys raise through :func:`_at`, which names the key the
-user must change, so the message points at its line.
+Rules that involve several keys raise through :func:`_at` (:func:`not_above` for two
+keys that must keep an order), which names the key the user must change, so the
+message points at its line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import (
 )
 
 from listener.detect.settings import KEYS as SETTING_KEYS
-from listener.detect.settings import TriggerSettings, band_problem, resolve
+from listener.detect.settings import TriggerSettings, resolve
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -41,6 +42,22 @@ def _at(path: str, message: str) -> ValueError:
     formatter point at the line of the key the user must change instead.
     """
     return ValueError(f"<<{path}>>{message}")
+
+
+def not_above(section: object, low_key: str, high_key: str, at: str = "",
+              note: str = "") -> ValueError | None:
+    """The error for ``low_key`` set above ``high_key`` in one section, or None if it is not.
+
+    Several pairs of keys must keep an order (a hop no longer than the window, the
+    shortest reconnect delay no longer than the longest); every such rule says the same
+    thing the same way, at the line of the lower key: ``must not exceed window_seconds
+    (2.0), got 5.0``. A validator raises what this returns. ``at`` prefixes the key path
+    (``"triggers[2]."``) and ``note`` is appended to the message.
+    """
+    low, high = getattr(section, low_key), getattr(section, high_key)
+    if low > high:
+        return _at(at + low_key, f"must not exceed {high_key} ({high}), got {low}{note}")
+    return None
 
 
 def _unit_interval(v: float) -> float:
@@ -98,12 +115,18 @@ class ModelConfig(Strict):
     dir: Path = Path("models/clap-htsat-unfused")
     precision: Literal["int8", "fp32", "fp16"] = "int8"
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
-    # 1 intra-op thread meets issue 6's CPU budget (0 = one per physical core)
+    # one intra-op thread uses the least CPU per second of audio; a second one shortens
+    # a window but costs more CPU in total (0 = one per physical core)
     threads: NonNegInt = 1
 
 
-def _parse_source(v: Any) -> Any:
-    """Accept the shorthands ``mic``, ``stdin`` and ``file:PATH`` besides a mapping."""
+def parse_source(v: Any) -> Any:
+    """The ``source`` value as a mapping: the shorthands ``mic``, ``stdin`` and
+    ``file:PATH`` become ``{type: ...}``, a mapping passes through unchanged.
+
+    The config's ``source:`` key and ``listener top --source`` accept the same
+    shorthands; an unknown one raises ValueError with the accepted forms.
+    """
     if isinstance(v, str):
         if v in ("mic", "stdin"):
             return {"type": v}
@@ -152,11 +175,8 @@ class AudioConfig(Strict):
 
     @model_validator(mode="after")
     def _hop_le_window(self) -> AudioConfig:
-        if self.hop_seconds > self.window_seconds:
-            raise _at(
-                "hop_seconds",
-                f"must not exceed window_seconds ({self.window_seconds}), got {self.hop_seconds}",
-            )
+        if (error := not_above(self, "hop_seconds", "window_seconds")) is not None:
+            raise error
         return self
 
 
@@ -172,9 +192,8 @@ class TriggerDefaults(Strict):
 
     @model_validator(mode="after")
     def _off_le_on(self) -> TriggerDefaults:
-        problem = band_problem(self.on_threshold, self.off_threshold)
-        if problem:
-            raise _at("off_threshold", problem)
+        if (error := not_above(self, "off_threshold", "on_threshold")) is not None:
+            raise error
         return self
 
 
@@ -267,14 +286,11 @@ class MqttConfig(Strict):
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
+        """password or password_file, not both; reconnect delays in order."""
         if self.password is not None and self.password_file is not None:
             raise _at("password_file", "set either password or password_file, not both")
-        if self.reconnect_min_seconds > self.reconnect_max_seconds:
-            raise _at(
-                "reconnect_min_seconds",
-                f"must not exceed reconnect_max_seconds ({self.reconnect_max_seconds}), "
-                f"got {self.reconnect_min_seconds}",
-            )
+        if (error := not_above(self, "reconnect_min_seconds", "reconnect_max_seconds")) is not None:
+            raise error
         return self
 
 
@@ -285,7 +301,7 @@ class LoggingConfig(Strict):
 
 class Config(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
-    source: Annotated[SourceConfig, BeforeValidator(_parse_source)] = Field(
+    source: Annotated[SourceConfig, BeforeValidator(parse_source)] = Field(
         default_factory=SourceConfig
     )
     audio: AudioConfig = Field(default_factory=AudioConfig)
@@ -317,13 +333,11 @@ class Config(Strict):
             own = t.own_settings()
             if "on_threshold" not in own and "off_threshold" not in own:
                 continue  # both inherited: the defaults section was checked already
-            s = self.trigger_settings(t)
-            problem = band_problem(s.on_threshold, s.off_threshold)
-            if problem:
-                raise _at(
-                    f"triggers[{i}].off_threshold",
-                    f"{problem} (values this trigger does not set come from 'defaults')",
-                )
+            error = not_above(self.trigger_settings(t), "off_threshold", "on_threshold",
+                              at=f"triggers[{i}].",
+                              note=" (values this trigger does not set come from 'defaults')")
+            if error is not None:
+                raise error
         return self
 
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:

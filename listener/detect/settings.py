@@ -2,9 +2,8 @@
 
 A trigger may set any of these keys itself; the keys it leaves out come from the
 config's ``defaults:`` section. :func:`resolve` is the only code that merges those
-layers and :func:`band_problem` the only check that ``off_threshold`` does not exceed
-``on_threshold``; the config validates with them, and everything downstream
-(detector, hysteresis, `top`, `calibrate`, the plot) reads the resulting
+layers (the config checks the result once, listener/config/schema.py), and everything
+downstream (detector, hysteresis, `top`, `calibrate`, the plot) reads the resulting
 :class:`TriggerSettings` instead of working the values out again.
 
 Plain data, no pydantic: the detector and hysteresis read these on every window.
@@ -48,10 +47,3 @@ def resolve(*layers: Mapping[str, Any]) -> TriggerSettings:
         else:
             raise KeyError(f"no layer sets {key!r}")
     return TriggerSettings(**values)
-
-
-def band_problem(on_threshold: float, off_threshold: float) -> str | None:
-    """Why these thresholds cannot work together, or None: off must not exceed on."""
-    if off_threshold > on_threshold:
-        return f"must not exceed on_threshold ({on_threshold}), got {off_threshold}"
-    return None

@@ -19,21 +19,14 @@ about the daily rate. Then the proposal sits a margin above the loudest
 background score and the report says how much audio a real statement needs
 (rule of three: 0 events in T bounds the rate below 3/T with 95% confidence).
 
-The config edit (:func:`write_thresholds`) changes only the bytes of the values
-it sets: ruamel.yaml's round-trip loader locates every key and value, and the
-text is spliced at those positions, so comments, order, quoting, indentation
-and unrelated keys stay byte-for-byte (a full ruamel re-dump can re-flow
-indentation and long lines).
+The budget and rate arithmetic is :mod:`listener.tuning.budget`, the printed report
+:mod:`listener.tuning.report`; ``--write`` puts the proposal into the config file
+through :mod:`listener.config.writeback`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import re
-import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,9 +35,9 @@ import numpy as np
 
 from listener.detect.hysteresis import Hysteresis
 from listener.detect.settings import TriggerSettings
-from listener.errors import ConfigError, UserError
+from listener.errors import UserError
+from listener.tuning.budget import DAY, Budget, Distribution, rate_bound, span_text
 
-DAY = 86400.0
 GRID = 0.005  # threshold resolution of proposals
 WINDOW_PRICE = 0.01  # sensitivity cost of one extra confirmation window, in score units
 MIN_BAND = 0.02  # smallest on-off hysteresis band the background floor may squeeze to
@@ -61,25 +54,9 @@ class Stream:
 
 
 @dataclass(frozen=True)
-class Distribution:
-    windows: int
-    p50: float
-    p90: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, scores: np.ndarray) -> Distribution:
-        s = np.asarray(scores, dtype=np.float64)
-        s = s[np.isfinite(s)]
-        if s.size == 0:
-            return cls(0, math.nan, math.nan, math.nan, math.nan)
-        p50, p90, p99 = np.percentile(s, [50, 90, 99])
-        return cls(int(s.size), float(p50), float(p90), float(p99), float(s.max()))
-
-
-@dataclass(frozen=True)
 class Proposal:
+    """One trigger's proposed settings and the evidence for them (what the report shows)."""
+
     trigger: str
     current: TriggerSettings
     proposed: TriggerSettings
@@ -119,6 +96,7 @@ def count_starts(stream: Stream, settings: TriggerSettings) -> int:
 
 
 def total_starts(streams: Sequence[Stream], settings: TriggerSettings) -> int:
+    """False starts over all streams (each replayed from a fresh hysteresis)."""
     return sum(count_starts(st, settings) for st in streams)
 
 
@@ -181,6 +159,69 @@ def _lowest_on(
     return float(grid[hi_i])
 
 
+def _cheapest_fit(
+    streams: Sequence[Stream], current: TriggerSettings, gap: float, allowed: int, hop: float,
+    dist: Distribution, max_on_windows: int,
+) -> tuple[float, int]:
+    """(on_threshold, on_windows) that fits the budget at the least sensitivity cost.
+
+    Each candidate on_windows gets its lowest fitting threshold; the cost is that
+    threshold plus WINDOW_PRICE per extra window, and a tie goes to the user's own
+    on_windows. If nothing fits (impossible for cosine <= 1, kept for safety): (1.0, max).
+    """
+    lo = max(0.0, dist.p50)
+    best: tuple[float, float, int] | None = None  # (cost, on, k)
+    ks = sorted({*range(1, max(max_on_windows, 1) + 1), current.on_windows})
+    for k in ks:
+        on = _lowest_on(streams, current, gap, k, allowed, lo, hop, dist.p90)
+        if on is None:
+            continue
+        cost = on + WINDOW_PRICE * (k - 1)
+        if best is None or cost < best[0] - 1e-9 or (
+            abs(cost - best[0]) < 1e-9 and k == current.on_windows
+        ):
+            best = (cost, on, k)
+    if best is None:
+        return 1.0, max(ks)
+    return best[1], best[2]
+
+
+def _above_background(
+    on: float, k: int, current: TriggerSettings, dist: Distribution, margin: float,
+    rate_per_day: float, budget: Budget,
+) -> tuple[float, int, str]:
+    """A budget under one start: zero false starts prove nothing, so sit a margin above the
+    loudest background score, and say how much audio a real statement needs."""
+    above_max = _q(dist.max + max(margin, 0.05))
+    if above_max > on:
+        # above every background score the window count no longer matters: keep the
+        # user's on_windows (no needless latency)
+        on, k = above_max, current.on_windows
+    need_days = 3.0 / rate_per_day if rate_per_day > 0 else math.inf
+    caveat = (
+        f"only {span_text(budget.observed_seconds)} of background: at {rate_per_day:g} false "
+        f"start(s)/day the budget for that span is {budget.starts:.3g} starts, so this audio "
+        f"cannot show the rate; the threshold is set {max(margin, 0.05):.2f} above the highest "
+        f"background score. Record at least {span_text(need_days * DAY)} for a 95%-confident "
+        "proposal."
+    )
+    return on, k, caveat
+
+
+def _never_lower(on: float, k: int, current: TriggerSettings) -> tuple[float, int, str | None]:
+    """Background audio can only show how HIGH a threshold must be: it holds none of the
+    target sounds, so it cannot show that a lower one still tells them apart from
+    look-alikes it did not contain. Never lower the user's threshold from it."""
+    if on >= current.on_threshold:
+        return on, k, None
+    note = (
+        f"the background never came near the current on_threshold {current.on_threshold:g} "
+        f"(it would allow {on:g}); kept as is: lower it only after `listener scan` of "
+        "recordings that contain the target sound"
+    )
+    return current.on_threshold, current.on_windows, note
+
+
 def propose(
     trigger: str,
     streams: Sequence[Stream],
@@ -190,284 +231,53 @@ def propose(
     margin: float = 0.02,
     max_on_windows: int = 3,
 ) -> Proposal:
-    """Propose on/off thresholds and on_windows for one trigger from background streams."""
+    """Propose on/off thresholds and on_windows for one trigger from background streams.
+
+    The cheapest (threshold, on_windows) that fits the budget, plus ``margin``; above the
+    loudest background score when the span is too short to show the rate; never below
+    the user's own threshold; at most 1. Each adjustment leaves its reason in the caveat.
+    """
     if rate_per_day < 0:
         raise UserError(f"--false-alarms-per-day must be 0 or more, got {rate_per_day}")
     all_scores = (
         np.concatenate([st.scores for st in streams]) if streams else np.zeros(0, np.float64)
     )
     dist = Distribution.of(all_scores)
-    observed = float(sum(len(st.scores) for st in streams)) * hop_seconds
-    budget = rate_per_day * observed / DAY
-    allowed = math.floor(budget + 1e-9)
+    budget = Budget.of(sum(len(st.scores) for st in streams), hop_seconds, rate_per_day)
     gap = max(0.0, current.on_threshold - current.off_threshold)
     starts_current = total_starts(streams, current)
     if dist.windows == 0:
         raise UserError(f"no background windows were scored for trigger '{trigger}'")
 
-    lo = max(0.0, dist.p50)
-    best: tuple[float, float, int] | None = None  # (cost, on, k)
-    ks = sorted({*range(1, max(max_on_windows, 1) + 1), current.on_windows})
-    for k in ks:
-        on = _lowest_on(streams, current, gap, k, allowed, lo, hop_seconds, dist.p90)
-        if on is None:
-            continue
-        cost = on + WINDOW_PRICE * (k - 1)
-        if best is None or cost < best[0] - 1e-9 or (
-            abs(cost - best[0]) < 1e-9 and k == current.on_windows
-        ):
-            best = (cost, on, k)
-    caveat = None
-    if best is None:  # not even 1.0 fits (impossible for cosine <= 1, kept for safety)
-        on, k = 1.0, max(ks)
-    else:
-        _, on, k = best
+    on, k = _cheapest_fit(streams, current, gap, budget.allowed, hop_seconds, dist,
+                          max_on_windows)
     on = _q(on + margin)
-    short = budget < 1.0
-    if short:
-        above_max = _q(dist.max + max(margin, 0.05))
-        if above_max > on:
-            # above every background score the window count no longer matters: keep the
-            # user's on_windows (no needless latency)
-            on, k = above_max, current.on_windows
-        need_days = 3.0 / rate_per_day if rate_per_day > 0 else math.inf
-        caveat = (
-            f"only {_span(observed)} of background: at {rate_per_day:g} false start(s)/day "
-            f"the budget for that span is {budget:.3g} starts, so this audio cannot show the "
-            f"rate; the threshold is set {max(margin, 0.05):.2f} above the highest background "
-            f"score. Record at least {_span(need_days * DAY)} for a 95%-confident proposal."
-        )
-    if on < current.on_threshold:
-        # Background audio can only show how HIGH a threshold must be: it holds none of the
-        # target sounds, so it cannot show that a lower one still tells them apart from
-        # look-alikes it did not contain. Never lower the user's threshold from it.
-        lower = on
-        on, k = current.on_threshold, current.on_windows
-        note = (
-            f"the background never came near the current on_threshold {current.on_threshold:g} "
-            f"(it would allow {lower:g}); kept as is: lower it only after `listener scan` of "
-            "recordings that contain the target sound"
-        )
-        caveat = f"{caveat} {note}" if caveat else note
+    notes: list[str | None] = []
+    if budget.starts < 1.0:
+        on, k, short = _above_background(on, k, current, dist, margin, rate_per_day, budget)
+        notes.append(short)
+    on, k, kept = _never_lower(on, k, current)
+    notes.append(kept)
     if on > 1.0:
         on = 1.0
-        extra = "background scores reach the top of the scale; the prompt cannot be separated"
-        caveat = f"{caveat} {extra}" if caveat else extra
+        notes.append(
+            "background scores reach the top of the scale; the prompt cannot be separated"
+        )
     proposed = _with(current, on, gap, k, dist.p90)
     starts_proposed = total_starts(streams, proposed)
-    bound = _rate_bound(starts_proposed, observed)
     return Proposal(
         trigger=trigger,
         current=current,
         proposed=proposed,
         distribution=dist,
-        observed_seconds=observed,
-        budget_starts=budget,
-        allowed_starts=allowed,
+        observed_seconds=budget.observed_seconds,
+        budget_starts=budget.starts,
+        allowed_starts=budget.allowed,
         starts_current=starts_current,
         starts_proposed=starts_proposed,
-        rate_bound_per_day=bound,
-        caveat=caveat,
+        rate_bound_per_day=rate_bound(starts_proposed, budget.observed_seconds),
+        caveat=" ".join(n for n in notes if n) or None,
     )
-
-
-def _rate_bound(events: int, seconds: float) -> float:
-    """95% upper bound on a Poisson rate per day (exact for 0: rule of three; else approx)."""
-    if seconds <= 0:
-        return math.inf
-    days = seconds / DAY
-    if events == 0:
-        return 3.0 / days
-    # Wilson-Hilferty approximation of the chi-square quantile for the upper bound
-    k = events + 1
-    z = 1.6449
-    upper = k * (1 - 1 / (9 * k) + z / (3 * math.sqrt(k))) ** 3
-    return upper / days
-
-
-def _span(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 2 * DAY:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / DAY:.1f} days"
-
-
-# --- report -----------------------------------------------------------------------------
-
-
-def format_report(proposals: Sequence[Proposal], rate_per_day: float) -> str:
-    """The human table plus the YAML snippet to paste (or to --write)."""
-    if not proposals:
-        return "no triggers to calibrate\n"
-    obs = proposals[0].observed_seconds
-    out = io.StringIO()
-    out.write(
-        f"background observed: {_span(obs)} ({proposals[0].distribution.windows} windows); "
-        f"budget {rate_per_day:g} false start(s)/day = {proposals[0].budget_starts:.3g} "
-        f"over this span\n\n"
-    )
-    head = (
-        f"{'trigger':<20} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} | "
-        f"{'now on/off/k':>16} {'starts':>6} | {'proposed on/off/k':>17} {'starts':>6} "
-        f"{'<=/day(95%)':>11}"
-    )
-    out.write(head + "\n" + "-" * len(head) + "\n")
-    for p in proposals:
-        d, c, n = p.distribution, p.current, p.proposed
-        out.write(
-            f"{p.trigger[:20]:<20} {d.p50:6.3f} {d.p90:6.3f} {d.p99:6.3f} {d.max:6.3f} | "
-            f"{f'{c.on_threshold:.3f}/{c.off_threshold:.3f}/{c.on_windows}':>16} "
-            f"{p.starts_current:>6} | "
-            f"{f'{n.on_threshold:.3f}/{n.off_threshold:.3f}/{n.on_windows}':>17} "
-            f"{p.starts_proposed:>6} {_fmt_rate(p.rate_bound_per_day):>11}\n"
-        )
-    caveats = [p for p in proposals if p.caveat]
-    if caveats:
-        out.write("\n")
-        seen: set[str] = set()
-        for p in caveats:
-            assert p.caveat is not None
-            if p.caveat in seen:
-                continue
-            seen.add(p.caveat)
-            out.write(f"caveat ({p.trigger}): {p.caveat}\n")
-    out.write("\nproposed settings (paste into the triggers of your config, or rerun with "
-              "--write):\n\n")
-    out.write(yaml_snippet(proposals))
-    return out.getvalue()
-
-
-def _fmt_rate(r: float) -> str:
-    if not math.isfinite(r):
-        return "inf"
-    return f"{r:.0f}" if r >= 100 else f"{r:.3g}"
-
-
-def yaml_snippet(proposals: Sequence[Proposal]) -> str:
-    lines = ["triggers:"]
-    for p in proposals:
-        n = p.proposed
-        lines += [
-            f"  - name: {p.trigger}",
-            f"    on_threshold: {_num(n.on_threshold)}",
-            f"    off_threshold: {_num(n.off_threshold)}",
-            f"    on_windows: {n.on_windows}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _num(x: float) -> str:
-    s = f"{x:.3f}".rstrip("0")
-    return s + "0" if s.endswith(".") else s
-
-
-# --- config write -----------------------------------------------------------------------
-
-_TOKEN = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,\]}#]+)""")
-KEYS = ("on_threshold", "off_threshold", "on_windows")
-
-
-def _offsets(text: str) -> list[int]:
-    """Offset of the first character of each line (lines end at '\\n', as ruamel counts)."""
-    return [0] + [m.end() for m in re.finditer("\n", text)]
-
-
-def apply_thresholds(text: str, values: dict[str, dict[str, float | int]], where: str) -> str:
-    """Return ``text`` with ``triggers[name].key = value`` set for each given value.
-
-    Existing keys get only their value's bytes replaced; missing keys are inserted
-    as new lines right after the trigger's ``name:`` line, at the mapping's indentation.
-    Everything else stays byte-for-byte.
-    """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
-
-    root = YAML(typ="rt").load(io.StringIO(text))
-    triggers = root.get("triggers") if isinstance(root, CommentedMap) else None
-    if triggers is None:
-        raise ConfigError(f"{where}: has no 'triggers' section to write thresholds into")
-    by_name = {
-        str(t.get("name")): t for t in triggers if isinstance(t, CommentedMap) and "name" in t
-    }
-    line_start = _offsets(text)
-    replacements: list[tuple[int, int, str]] = []  # (start, end, new text)
-    for name, kv in values.items():
-        t = by_name.get(name)
-        if t is None:
-            raise ConfigError(f"{where}: no trigger named '{name}' under 'triggers'")
-        if t.fa.flow_style():
-            line = t.lc.line + 1
-            raise ConfigError(
-                f"{where}:{line} triggers '{name}' is written in flow style {{...}}; "
-                "rewrite it as a block mapping (one key per line) or paste the proposed "
-                "values by hand"
-            )
-        missing: list[str] = []
-        for key, val in kv.items():
-            new = str(val) if isinstance(val, int) else _num(float(val))
-            if key in t:
-                vline, vcol = t.lc.value(key)
-                start = line_start[vline] + vcol
-                m = _TOKEN.match(text, start)
-                if m is None or text[start:start + 1] in ("|", ">", "&", "*", "!"):
-                    raise ConfigError(
-                        f"{where}:{vline + 1} triggers '{name}'.{key}: cannot edit this value "
-                        "form in place; write a plain number there"
-                    )
-                replacements.append((m.start(), m.end(), new))
-            else:
-                missing.append(f"{key}: {new}")
-        if missing:
-            kline, kcol = t.lc.key("name")
-            insert_at = line_start[kline + 1] if kline + 1 < len(line_start) else len(text)
-            nl = "\r\n" if text[line_start[kline]:insert_at].endswith("\r\n") else "\n"
-            prefix = "" if text[:insert_at].endswith(("\n", "\r")) or not text else nl
-            block = prefix + "".join(" " * kcol + item + nl for item in missing)
-            replacements.append((insert_at, insert_at, block))
-    out = text
-    for start, end, new in sorted(replacements, key=lambda r: (r[0], r[1]), reverse=True):
-        out = out[:start] + new + out[end:]
-    return out
-
-
-def write_thresholds(path: Path, proposals: Sequence[Proposal], now: float | None = None) -> Path:
-    """Back the config up to ``<path>.bak-<UTC timestamp>``, then write it in place.
-
-    The new text is validated (parsed with the project's loader) before anything is
-    replaced; the replacement is atomic (temp file + rename) and keeps the file mode.
-    Returns the backup path.
-    """
-    from listener.config.loader import parse_config
-
-    text = path.read_bytes().decode("utf-8")  # keep CRLF line ends as they are
-    values = {
-        p.trigger: {
-            "on_threshold": p.proposed.on_threshold,
-            "off_threshold": p.proposed.off_threshold,
-            "on_windows": p.proposed.on_windows,
-        }
-        for p in proposals
-    }
-    new_text = apply_thresholds(text, values, str(path))
-    parse_config(new_text, where=str(path), base=path.resolve().parent, check_files=False)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    backup = path.with_name(f"{path.name}.bak-{stamp}")
-    n = 1
-    while backup.exists():
-        backup = path.with_name(f"{path.name}.bak-{stamp}-{n}")
-        n += 1
-    shutil.copy2(path, backup)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(new_text)
-        f.flush()
-        os.fsync(f.fileno())
-    shutil.copymode(path, tmp)
-    os.replace(tmp, path)
-    return backup
 
 
 # --- collecting background scores through the real engine -------------------------------

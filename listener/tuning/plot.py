@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,11 @@ from listener.detect.settings import TriggerSettings
 from listener.errors import MissingExtraError, UserError
 from listener.tuning.recorder import Recording, ScoreRecorder
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 DPI = 100
+LEVEL_PX = 130  # height of the level track
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,6 @@ def plot_recording(
 ) -> PlotResult:
     """Draw ``rec`` to ``out`` (PNG). Height grows with the number of triggers."""
     plt = _matplotlib()
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     names = list(triggers) if triggers is not None else [
         n for n in rec.trigger_names if n in settings
     ]
@@ -106,58 +108,80 @@ def plot_recording(
     labels = labels or {}
     t = rec.times()
     n = len(names)
-    level_px = 130
-    height_px = 80 + panel_px * n + level_px + 50
+    height_px = 80 + panel_px * n + LEVEL_PX + 50
     fig = plt.figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
-    ratios = [panel_px] * n + [level_px]
-    gs = fig.add_gridspec(n + 1, 1, height_ratios=ratios, hspace=0.35)
+    gs = fig.add_gridspec(n + 1, 1, height_ratios=[panel_px] * n + [LEVEL_PX], hspace=0.35)
     axes = []
-    first = None
-    on_starts = [e for e in rec.events if e.type == "start"]
-    on_ends = [e for e in rec.events if e.type == "end"]
     for i, name in enumerate(names):
-        ax = fig.add_subplot(gs[i], sharex=first) if first is not None else fig.add_subplot(gs[i])
-        first = first or ax
-        axes.append(ax)
-        s = rec.scores(name)
-        st = settings[name]
-        spans = _event_spans(rec.events, name)
-        if spans is None:  # no events recorded: fall back to the on/off state per window
-            spans = _spans(t, rec.active_of(name), hop_seconds)
-        for a, b in spans:
-            ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
-        ax.plot(t, s, color="tab:blue", lw=1.4, label="score")
-        ax.axhline(st.on_threshold, color="tab:red", ls="--", lw=1.1,
-                   label=f"on {st.on_threshold:.2f}")
-        ax.axhline(st.off_threshold, color="tab:orange", ls="--", lw=1.1,
-                   label=f"off {st.off_threshold:.2f}")
-        ys = [st.on_threshold]
-        for evs, marker, color in ((on_starts, "^", "tab:green"), (on_ends, "v", "black")):
-            xs = [e.window_end for e in evs if e.trigger == name]
-            if xs:  # on the curve, at the window that decided
-                ax.plot(xs, _at(t, s, xs), marker=marker, color=color, ms=9, ls="none",
-                        zorder=5)
-        finite = s[np.isfinite(s)]
-        lo = min([0.0, *(finite.min(keepdims=True) if finite.size else [])])
-        hi = max([*ys, *(finite.max(keepdims=True) if finite.size else [])])
-        ax.set_ylim(lo - 0.02, hi + 0.08 * max(0.1, hi - lo))
-        ax.set_ylabel("score\n(cosine)")
-        ax.grid(True, alpha=0.3)
-        nstart = sum(1 for e in on_starts if e.trigger == name)
-        ax.set_title(f"{labels.get(name, name)}  ({nstart} event{'s' if nstart != 1 else ''})",
-                     loc="left", fontsize=10, fontweight="bold")
-        handles, _ = ax.get_legend_handles_labels()
-        handles += [
-            Patch(color="tab:red", alpha=0.15, label="on (active)"),
-            Line2D([], [], marker="^", color="tab:green", ls="none", label="start"),
-            Line2D([], [], marker="v", color="black", ls="none", label="end"),
-        ]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
-                  frameon=False)
-        ax.tick_params(labelbottom=False)
-    ax = fig.add_subplot(gs[n], sharex=first) if first is not None else fig.add_subplot(gs[n])
-    axes.append(ax)
-    lv = rec.levels()
+        axes.append(fig.add_subplot(gs[i], sharex=axes[0] if axes else None))
+        _trigger_panel(axes[-1], rec, t, name, settings[name], labels.get(name, name),
+                       hop_seconds)
+    axes.append(fig.add_subplot(gs[n], sharex=axes[0] if axes else None))
+    _level_panel(axes[-1], t, rec.levels(), gate_dbfs)
+    fig.suptitle(title, x=0.01, y=1 - 12 / height_px, ha="left", va="top", fontsize=13,
+                 fontweight="bold")
+    fig.subplots_adjust(left=0.07, right=0.86, top=1 - 75 / height_px,
+                        bottom=50 / height_px)
+    path = Path(out)
+    try:
+        fig.savefig(path, dpi=DPI, format="png")
+    except OSError as exc:
+        raise UserError(f"cannot write plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return PlotResult(path, width_px, height_px, n, len(axes))
+
+
+def _trigger_panel(
+    ax: Axes, rec: Recording, t: np.ndarray, name: str, st: TriggerSettings, label: str,
+    hop_seconds: float,
+) -> None:
+    """One trigger: shaded on-spans, the score, dashed on/off thresholds, start/end markers."""
+    s = rec.scores(name)
+    spans = _event_spans(rec.events, name)
+    if spans is None:  # no events recorded: fall back to the on/off state per window
+        spans = _spans(t, rec.active_of(name), hop_seconds)
+    for a, b in spans:
+        ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
+    ax.plot(t, s, color="tab:blue", lw=1.4, label="score")
+    ax.axhline(st.on_threshold, color="tab:red", ls="--", lw=1.1,
+               label=f"on {st.on_threshold:.2f}")
+    ax.axhline(st.off_threshold, color="tab:orange", ls="--", lw=1.1,
+               label=f"off {st.off_threshold:.2f}")
+    starts = [e.window_end for e in rec.events if e.type == "start" and e.trigger == name]
+    ends = [e.window_end for e in rec.events if e.type == "end" and e.trigger == name]
+    for xs, marker, color in ((starts, "^", "tab:green"), (ends, "v", "black")):
+        if xs:  # on the curve, at the window that decided
+            ax.plot(xs, _at(t, s, xs), marker=marker, color=color, ms=9, ls="none", zorder=5)
+    finite = s[np.isfinite(s)]
+    lo = min([0.0, *(finite.min(keepdims=True) if finite.size else [])])
+    hi = max([st.on_threshold, *(finite.max(keepdims=True) if finite.size else [])])
+    ax.set_ylim(lo - 0.02, hi + 0.08 * max(0.1, hi - lo))
+    ax.set_ylabel("score\n(cosine)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{label}  ({len(starts)} event{'s' if len(starts) != 1 else ''})",
+                 loc="left", fontsize=10, fontweight="bold")
+    _trigger_legend(ax)
+    ax.tick_params(labelbottom=False)
+
+
+def _trigger_legend(ax: Axes) -> None:
+    """The drawn lines' labels plus the shading and the markers, right of the panel."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [
+        Patch(color="tab:red", alpha=0.15, label="on (active)"),
+        Line2D([], [], marker="^", color="tab:green", ls="none", label="start"),
+        Line2D([], [], marker="v", color="black", ls="none", label="end"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
+              frameon=False)
+
+
+def _level_panel(ax: Axes, t: np.ndarray, lv: np.ndarray, gate_dbfs: float | None) -> None:
+    """The level track (dBFS) with the level gate; it carries the shared time axis."""
     ax.fill_between(t, -120, lv, color="tab:gray", alpha=0.35, step="pre", lw=0)
     ax.plot(t, lv, color="dimgray", lw=1.0, drawstyle="steps-pre", label="level")
     if gate_dbfs is not None:
@@ -174,18 +198,6 @@ def plot_recording(
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     x_end = float(t[-1]) if t.size else 1.0
     ax.set_xlim(0.0, max(x_end, 1.0))
-    fig.suptitle(title, x=0.01, y=1 - 12 / height_px, ha="left", va="top", fontsize=13,
-                 fontweight="bold")
-    fig.subplots_adjust(left=0.07, right=0.86, top=1 - 75 / height_px,
-                        bottom=50 / height_px)
-    path = Path(out)
-    try:
-        fig.savefig(path, dpi=DPI, format="png")
-    except OSError as exc:
-        raise UserError(f"cannot write plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
-    return PlotResult(path, width_px, height_px, n, len(axes))
 
 
 def plot_scan(rec: Recording, out: str | Path, config, file_name: str) -> PlotResult:
