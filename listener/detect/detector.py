@@ -41,7 +41,7 @@ class _State:
 class Engine:
     def __init__(self, logmel: Any, tower: Any, triggers: TriggerSet, audio: AudioConfig,
                  model_id: str, rate: int = SAMPLE_RATE) -> None:
-        from listener.model.logmel import StreamingLogMel
+        from listener.model.streaming_logmel import StreamingLogMel
 
         self.logmel = logmel
         self.streaming = StreamingLogMel(logmel)
