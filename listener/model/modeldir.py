@@ -108,10 +108,6 @@ class ModelDir:
         return dict(self.config.get("text_config") or {})
 
     @property
-    def audio_config(self) -> dict[str, Any]:
-        return dict(self.config.get("audio_config") or {})
-
-    @property
     def embedding_dim(self) -> int:
         if self.manifest and self.manifest.get("embedding_dim"):
             return int(self.manifest["embedding_dim"])

@@ -48,7 +48,6 @@ class TextTower:
     def __init__(
         self, model: ModelDir, precision: str = "int8", provider: str = "cpu", threads: int = 0
     ) -> None:
-        self.model_id = model.model_id
         self.path = model.text_model_path(precision)
         self.session = make_session(self.path, provider, threads)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
