@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from listener.model.logmel import LogMel, StreamingLogMel
+    from listener.model.logmel import LogMel
+    from listener.model.streaming_logmel import StreamingLogMel
 
     try:
         from transformers import ClapFeatureExtractor

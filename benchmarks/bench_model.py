@@ -127,7 +127,7 @@ def child_listener(args: argparse.Namespace) -> dict[str, Any]:
     if args.child == "int8-stream":
         # what the daemon does per window: a 10-s window every 1-s hop of one stream, the
         # log-mel of only the new frames (listener.model.logmel.StreamingLogMel)
-        from listener.model.logmel import StreamingLogMel
+        from listener.model.streaming_logmel import StreamingLogMel
 
         stream = StreamingLogMel(logmel)
         hop, n = logmel.sample_rate, logmel.n_samples

@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from listener.model.modeldir import ModelDir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,20 +48,31 @@ def _emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
+def _rounded(vec: Iterable[float]) -> list[float]:
+    """An embedding as JSON numbers, 7 decimals (float32 carries about that many)."""
+    return [round(float(v), 7) for v in vec]
 
+
+def run(args: argparse.Namespace) -> int:
     from listener.model.modeldir import ModelDir
 
     model = ModelDir(args.model)
     if args.text:
-        from listener.model.text_tower import TextTower
+        _embed_texts(model, args)
+    else:
+        _embed_audio(model, args)
+    return 0
 
-        tower = TextTower(model, args.precision, threads=args.threads)
-        for text, vec in zip(args.text, tower.embed(args.text), strict=True):
-            _emit({"input": text, "embedding": [round(float(v), 7) for v in vec]})
-        return 0
 
+def _embed_texts(model: ModelDir, args: argparse.Namespace) -> None:
+    from listener.model.text_tower import TextTower
+
+    tower = TextTower(model, args.precision, threads=args.threads)
+    for text, vec in zip(args.text, tower.embed(args.text), strict=True):
+        _emit({"input": text, "embedding": _rounded(vec)})
+
+
+def _embed_audio(model: ModelDir, args: argparse.Namespace) -> None:
     from listener.audio.decode import load_audio
     from listener.model.audio_tower import AudioTower
     from listener.model.logmel import LogMel
@@ -74,17 +90,10 @@ def run(args: argparse.Namespace) -> int:
                 starts.append(audio.shape[0] - n)  # the tail, as a full window ending at the end
             for s in starts:
                 vec = tower.embed(logmel(audio[s : s + n])[None])[0]
-                _emit(
-                    {
-                        "input": path,
-                        "start_s": round(s / sr, 3),
-                        "embedding": [round(float(v), 7) for v in vec],
-                    }
-                )
+                _emit({"input": path, "start_s": round(s / sr, 3), "embedding": _rounded(vec)})
         else:
             vec = tower.embed(logmel(audio)[None])[0]
-            obj = {"input": path, "embedding": [round(float(v), 7) for v in np.asarray(vec)]}
+            obj = {"input": path, "embedding": _rounded(vec)}
             if args.all_windows:
                 obj["start_s"] = round(max(0, audio.shape[0] - n) / sr, 3)
             _emit(obj)
-    return 0

@@ -133,9 +133,10 @@ def run_bench(
     import onnxruntime as ort
 
     from listener.model.audio_tower import AudioTower
-    from listener.model.logmel import LogMel, StreamingLogMel
+    from listener.model.logmel import LogMel
     from listener.model.modeldir import ModelDir
     from listener.model.session import physical_cores
+    from listener.model.streaming_logmel import StreamingLogMel
 
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()

@@ -17,14 +17,11 @@ from listener.model.session import l2_normalise, make_session
 class AudioTower:
     """features [B, C, 1001, 64] float32 -> L2-normalised embeddings [B, D] float32."""
 
-    model_id: str
     dim: int
 
     def __init__(
         self, model: ModelDir, precision: str = "int8", provider: str = "cpu", threads: int = 0
     ) -> None:
-        self.model_id = model.model_id
-        self.precision = precision
         self.path = model.audio_model_path(precision)
         self.session = make_session(self.path, provider, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -42,9 +39,8 @@ class AudioTower:
         )
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         # Dynamic int8 quantises activations with ONE scale per tensor, computed at run
-        # time over the whole batch: batched windows would change each other's embeddings
-        # (measured: up to 5e-3 per component on the tiny model). One window per run keeps
-        # a window's embedding independent of its neighbours.
+        # time over the whole batch: batched windows would change each other's embeddings.
+        # One window per run keeps a window's embedding independent of its neighbours.
         self.one_per_run = self.fixed_batch == 1 or precision == "int8"
         # fp16 exports may take float16 features
         self.input_dtype = np.float16 if "float16" in inputs["input_features"].type else np.float32

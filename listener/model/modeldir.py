@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from listener.errors import ModelError
+from listener.files import atomic_write
 
 MANIFEST = "listener.json"
 MANIFEST_FORMAT = 1
@@ -106,10 +106,6 @@ class ModelDir:
     @property
     def text_config(self) -> dict[str, Any]:
         return dict(self.config.get("text_config") or {})
-
-    @property
-    def audio_config(self) -> dict[str, Any]:
-        return dict(self.config.get("audio_config") or {})
 
     @property
     def embedding_dim(self) -> int:
@@ -244,7 +240,5 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
         files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
     data = {"format": MANIFEST_FORMAT, **manifest, "files": files}
     out = directory / MANIFEST
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return out

@@ -13,34 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from listener.errors import ModelError
+from listener.files import atomic_write
 from listener.model.modeldir import ModelDir
 from listener.model.text_tower import TextTower
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+CACHE_FORMAT = 2  # 2: one prompt per text-tower run (format 1 vectors depended on the batch)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -93,7 +78,7 @@ class PromptBank:
         digest = self.model.file_sha256(p)
         memo[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
         try:
-            _atomic_write_json(memo_path, memo)
+            atomic_write(memo_path, json.dumps(memo))
         except OSError as exc:
             log.warning(
                 "cannot write %s (%s); the model hash is recomputed next start", memo_path, exc
@@ -113,28 +98,7 @@ class PromptBank:
         cached = self._load()
         missing = list(dict.fromkeys(p for p in prompts if p not in cached))
         if missing:
-            tower = TextTower(self.model, self.precision, self.provider, self.threads)
-            try:
-                vecs = tower.embed(missing)
-            finally:
-                tower.close()
-                del tower
-            self.misses += len(missing)
-            cached = self._load()  # another process may have added prompts meanwhile
-            for text, vec in zip(missing, vecs, strict=True):
-                cached[text] = [float(v) for v in vec]
-            try:
-                _atomic_write_json(
-                    self.cache_path,
-                    {
-                        "format": CACHE_FORMAT,
-                        "text_model_sha256": self.model_sha256,
-                        "text_model": str(self.text_model_path),
-                        "prompts": cached,
-                    },
-                )
-            except OSError as exc:
-                log.warning("cannot write prompt cache %s (%s)", self.cache_path, exc)
+            cached = self._add(missing)
         if not prompts:
             return np.zeros((0, self.model.embedding_dim), np.float32)
         try:
@@ -142,3 +106,27 @@ class PromptBank:
         except (KeyError, ValueError) as exc:
             raise ModelError(f"prompt cache {self.cache_path} is inconsistent ({exc})") from None
         return out
+
+    def _add(self, missing: list[str]) -> dict[str, list[float]]:
+        """Embed ``missing`` with a text tower made for this call, store them, return the cache."""
+        tower = TextTower(self.model, self.precision, self.provider, self.threads)
+        try:
+            vecs = tower.embed(missing)
+        finally:
+            tower.close()
+            del tower
+        self.misses += len(missing)
+        cached = self._load()  # another process may have added prompts meanwhile
+        for text, vec in zip(missing, vecs, strict=True):
+            cached[text] = [float(v) for v in vec]
+        data = {
+            "format": CACHE_FORMAT,
+            "text_model_sha256": self.model_sha256,
+            "text_model": str(self.text_model_path),
+            "prompts": cached,
+        }
+        try:
+            atomic_write(self.cache_path, json.dumps(data))
+        except OSError as exc:
+            log.warning("cannot write prompt cache %s (%s)", self.cache_path, exc)
+        return cached

@@ -59,11 +59,11 @@ def make_session(path: Path, provider: str = "cpu", threads: int = 0) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     # denormal floats (e.g. HTSAT's masked softmax in exports not rewritten by
-    # listener/export/optimize.py, such as pulled public ones) cost x86 2x per window
+    # listener/export/optimize.py, such as pulled public ones) are very slow on x86
     so.add_session_config_entry("session.set_denormal_as_zero", "1")
     # no arena: per-window activations go back to the allocator (with the daemon's
-    # mallopt settings, to the OS) instead of staying reserved (daemon peak RSS -50 MB
-    # together, measured by benchmarks/bench_daemon.py; no measurable latency cost)
+    # mallopt settings, to the OS) instead of staying reserved between windows, which
+    # lowers the daemon's peak RSS without a measurable latency cost
     so.enable_cpu_mem_arena = False
     so.log_severity_level = 3
     available = set(ort.get_available_providers())

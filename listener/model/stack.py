@@ -17,9 +17,10 @@ import numpy as np
 
 from listener.audio.decode import check_example_length, load_audio
 from listener.model.audio_tower import AudioTower
-from listener.model.logmel import LogMel, StreamingLogMel
+from listener.model.logmel import LogMel
 from listener.model.modeldir import ModelDir
 from listener.model.prompt_bank import PromptBank
+from listener.model.streaming_logmel import StreamingLogMel
 
 
 class ModelStack:

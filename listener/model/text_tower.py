@@ -1,9 +1,20 @@
 """The CLAP text tower (onnxruntime) and its byte-level BPE tokenizer (`tokenizers`).
 
 Only used when a prompt is not in the PromptBank cache, so it favours being
-correct over being fast: prompts are padded to the longest with the model's pad
-id and masked; exports without an ``attention_mask`` input (the public Xenova
-one) would let padding change the embedding, so there prompts run one at a time.
+correct over being fast: every prompt runs alone, in its own session call, so its
+embedding never depends on which other prompts are embedded with it (the cache
+stores whatever a miss computed, so anything else would make the cached vector
+depend on which prompts happened to miss together).
+
+Batching cannot give that guarantee at any precision. int8 exports quantise
+activations dynamically, with one scale per tensor over the whole batch (padding
+included), so a prompt's embedding moves with its neighbours. fp32 with padding
+and an attention mask is not bit-exact either: on tests/assets/hearing_model some
+prompts of a padded batch differ from the same prompts alone in the last bits
+(about 3e-8 per component), because kernels round differently for other shapes.
+One prompt per call also needs no padding, so exports without an
+``attention_mask`` input (the public Xenova one) run exactly like the others.
+tests/test_prompt_independence.py checks all of this bit for bit.
 """
 
 from __future__ import annotations
@@ -32,15 +43,12 @@ def load_tokenizer(model: ModelDir, max_length: int | None = None):
 
 
 class TextTower:
-    """texts -> L2-normalised embeddings [N, D]. Without attention_mask input (or int8,
-    see ``batched``): one at a time."""
+    """texts -> L2-normalised embeddings [N, D], one prompt per session call."""
 
     def __init__(
         self, model: ModelDir, precision: str = "int8", provider: str = "cpu", threads: int = 0
     ) -> None:
-        self.model_id = model.model_id
         self.path = model.text_model_path(precision)
-        self.pad_id = model.pad_token_id
         self.session = make_session(self.path, provider, threads)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         if "input_ids" not in self.inputs:
@@ -54,26 +62,18 @@ class TextTower:
             max_len = min(max_len, seq[1])
         self.tokenizer = load_tokenizer(model, max_len)
         self.has_mask = "attention_mask" in self.inputs
-        # Batches only when padding is masked and the result cannot depend on the batch:
-        # dynamic int8 computes one activation scale per tensor over all prompts (and their
-        # padding), so an int8 prompt embedding would depend on the other prompts.
-        self.batched = self.has_mask and precision != "int8"
         outputs = [o.name for o in self.session.get_outputs()]
         self.output = "text_embeds" if "text_embeds" in outputs else outputs[0]
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
 
-    def _run(self, ids: list[list[int]]) -> np.ndarray:
-        width = max(len(i) for i in ids)
-        arr = np.full((len(ids), width), self.pad_id, np.int64)
-        mask = np.zeros((len(ids), width), np.int64)
-        for r, row in enumerate(ids):
-            arr[r, : len(row)] = row
-            mask[r, : len(row)] = 1
+    def _run_one(self, ids: list[int]) -> np.ndarray:
+        """Unnormalised embedding [1, D] of one tokenised prompt (no padding, so no mask)."""
+        arr = np.asarray([ids], dtype=np.int64)
         feeds = {"input_ids": arr}
         if self.has_mask:
-            feeds["attention_mask"] = mask
+            feeds["attention_mask"] = np.ones_like(arr)
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(arr)
         return self.session.run([self.output], feeds)[0]
@@ -83,9 +83,7 @@ class TextTower:
             texts = [texts]
         if not texts:
             return np.zeros((0, 0), np.float32)
-        ids = self.tokenize(texts)
-        out = self._run(ids) if self.has_mask else np.concatenate([self._run([row]) for row in ids])
-        return l2_normalise(out)
+        return np.concatenate([l2_normalise(self._run_one(ids)) for ids in self.tokenize(texts)])
 
     def close(self) -> None:
         self.session = None
