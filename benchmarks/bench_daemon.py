@@ -1,8 +1,9 @@
 """The whole daemon: `listener run` on a file paced in real time, publishing to a broker.
 
-Issue 6 targets 3 and 4. Starts its own mosquitto on a free loopback port, writes a
-config (file source with ``realtime: true``, hop 1 s, three triggers + background
-prompts, MQTT on) and runs ``listener run`` as a child process twice:
+Targets 3 and 4 of benchmarks/README.md (memory, CPU, start-up). Starts its own
+mosquitto on a free loopback port, writes a config (file source with ``realtime: true``,
+hop 1 s, three triggers + background prompts, MQTT on) and runs ``listener run`` as a
+child process twice:
 
 1. a cold start that fills the prompt cache (not measured);
 2. the measured warm start: start-up = process start -> first ``.../score`` message on
@@ -190,18 +191,100 @@ def write_inputs(work: Path, model: Path, port: int, seconds: float, hop: float,
     return path
 
 
+def _daemon_cmd(config: Path) -> list[str]:
+    exe = shutil.which("listener") or sys.executable
+    if exe != sys.executable:
+        return [exe, "run", "--config", str(config)]
+    return [sys.executable, "-m", "listener", "run", "--config", str(config)]
+
+
+def _sample(proc: subprocess.Popen, seconds: float) -> dict[str, Any]:
+    """Per-thread CPU of ``proc`` in 5-ms bins for ``seconds`` (or until it exits).
+
+    ``bins``: cores used per bin; ``per_bin``: (bin seconds, per-thread ns); ``cpu_s`` and
+    ``wall_s`` over the whole period; ``start`` / ``end``: per-thread ns at both ends.
+    """
+    c0, w0 = proc_cpu_s(proc.pid), time.monotonic()
+    s0 = sched_ns(proc.pid)
+    bins: list[float] = []
+    per_bin: list[tuple[float, dict[str, int]]] = []  # (seconds, per-thread ns deltas)
+    prev_threads, prev_t = s0, time.perf_counter()
+    stop_at = w0 + seconds
+    while time.monotonic() < stop_at and proc.poll() is None:
+        time.sleep(0.005)
+        now_threads = sched_ns(proc.pid)
+        now_t = time.perf_counter()
+        dt = now_t - prev_t
+        deltas = {t: ns - prev_threads.get(t, ns) for t, ns in now_threads.items()}
+        bins.append(sum(deltas.values()) / 1e9 / dt)
+        per_bin.append((dt, deltas))
+        prev_threads, prev_t = now_threads, now_t
+    c1, w1 = proc_cpu_s(proc.pid), time.monotonic()
+    return {"bins": bins, "per_bin": per_bin, "cpu_s": c1 - c0, "wall_s": w1 - w0,
+            "start": s0, "end": sched_ns(proc.pid)}
+
+
+def _spinning(per_bin: list[tuple[float, dict[str, int]]]) -> tuple[float, float]:
+    """(share of time the processing thread is idle, cores the other threads use then).
+
+    The processing thread is the one that ran the windows (most CPU). onnxruntime
+    workers that spin after a run show up here even when they stop before the next window.
+    """
+    totals: dict[str, int] = {}
+    for _dt, deltas in per_bin:
+        for t, ns in deltas.items():
+            totals[t] = totals.get(t, 0) + ns
+    main_tid = max(totals, key=lambda t: totals[t]) if totals else None
+    idle_s = idle_cpu = 0.0
+    for dt, deltas in per_bin:
+        if deltas.get(main_tid, 0) / 1e9 < 0.05 * dt:
+            idle_s += dt
+            idle_cpu += sum(ns for t, ns in deltas.items() if t != main_tid) / 1e9
+    share = idle_s / max(1e-9, sum(dt for dt, _ in per_bin))
+    return share, idle_cpu / max(1e-9, idle_s)
+
+
+def _steady_state(proc: subprocess.Popen, seconds: float) -> dict[str, Any]:
+    """CPU per audio second, peak RSS, idle CPU between windows and CPU per thread name."""
+    smp = _sample(proc, seconds)
+    bins = smp["bins"]
+    names = thread_names(proc.pid)
+    res: dict[str, Any] = {"peak_rss_mb": proc_hwm_mb(proc.pid), "steady_s": smp["wall_s"]}
+    # realtime source: 1 s wall = 1 s audio
+    res["cpu_s_per_audio_s"] = smp["cpu_s"] / smp["wall_s"]
+    res["idle_cores_median"] = statistics.median(bins) if bins else None
+    res["idle_share"], res["idle_other_threads_cores"] = _spinning(smp["per_bin"])
+    res["idle_cores_p25"] = sorted(bins)[len(bins) // 4] if bins else None
+    res["busy_bins_share"] = sum(b > 0.05 for b in bins) / max(1, len(bins))
+    per_thread: dict[str, float] = {}
+    for tid, ns in smp["end"].items():
+        d = (ns - smp["start"].get(tid, 0)) / 1e9 / smp["wall_s"]
+        key = names.get(tid, tid)
+        per_thread[key] = round(per_thread.get(key, 0.0) + d, 4)
+    res["cpu_by_thread_name"] = dict(sorted(per_thread.items(), key=lambda kv: -kv[1]))
+    res["threads"] = len(smp["end"])
+    return res
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def run_once(config: Path, port: int, seconds: float, hop: float, measure: bool,
              extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     env.update(extra_env or {})
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     watcher = ScoreWatcher(port, "bench")
-    exe = shutil.which("listener") or sys.executable
-    cmd = [exe, "run", "--config", str(config)] if exe != sys.executable else [
-        sys.executable, "-m", "listener", "run", "--config", str(config)]
     log = open(config.parent / ("run-measured.log" if measure else "run-cold.log"), "w")  # noqa: SIM115
     t_start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(_daemon_cmd(config), stdout=log, stderr=subprocess.STDOUT, env=env)
     res: dict[str, Any] = {}
     try:
         wait_until(lambda: watcher.first_score is not None or proc.poll() is not None,
@@ -213,62 +296,10 @@ def run_once(config: Path, port: int, seconds: float, hop: float, measure: bool,
             return res
         # steady state: from 2 s after the first window until ~3 s before the file ends
         time.sleep(2.0)
-        steady = max(5.0, seconds - 10.0 - res["startup_s"] - 3.0)
-        c0, w0 = proc_cpu_s(proc.pid), time.monotonic()
-        s0 = sched_ns(proc.pid)
-        bins: list[float] = []
-        per_bin: list[tuple[float, dict[str, int]]] = []  # (seconds, per-thread ns deltas)
-        prev_threads, prev_t = s0, time.perf_counter()
-        stop_at = w0 + steady
-        while time.monotonic() < stop_at and proc.poll() is None:
-            time.sleep(0.005)
-            now_threads = sched_ns(proc.pid)
-            now_t = time.perf_counter()
-            dt = now_t - prev_t
-            deltas = {t: ns - prev_threads.get(t, ns) for t, ns in now_threads.items()}
-            bins.append(sum(deltas.values()) / 1e9 / dt)
-            per_bin.append((dt, deltas))
-            prev_threads, prev_t = now_threads, now_t
-        c1, w1 = proc_cpu_s(proc.pid), time.monotonic()
-        s1 = sched_ns(proc.pid)
-        names = thread_names(proc.pid)
-        res["peak_rss_mb"] = proc_hwm_mb(proc.pid)
-        res["steady_s"] = w1 - w0
-        res["cpu_s_per_audio_s"] = (c1 - c0) / (w1 - w0)  # realtime source: 1 s wall = 1 s audio
-        res["idle_cores_median"] = statistics.median(bins) if bins else None
-        # spinning: CPU of the other threads while the processing thread (the one that
-        # ran the windows: most CPU) is idle. onnxruntime workers that spin after a run
-        # show up here even when they stop before the next window.
-        totals: dict[str, int] = {}
-        for _dt, deltas in per_bin:
-            for t, ns in deltas.items():
-                totals[t] = totals.get(t, 0) + ns
-        main_tid = max(totals, key=lambda t: totals[t]) if totals else None
-        idle_s = idle_cpu = 0.0
-        for dt, deltas in per_bin:
-            if deltas.get(main_tid, 0) / 1e9 < 0.05 * dt:
-                idle_s += dt
-                idle_cpu += sum(ns for t, ns in deltas.items() if t != main_tid) / 1e9
-        res["idle_share"] = idle_s / max(1e-9, sum(dt for dt, _ in per_bin))
-        res["idle_other_threads_cores"] = idle_cpu / max(1e-9, idle_s)
-        res["idle_cores_p25"] = sorted(bins)[len(bins) // 4] if bins else None
-        res["busy_bins_share"] = sum(b > 0.05 for b in bins) / max(1, len(bins))
-        per_thread = {}
-        for tid, ns in s1.items():
-            d = (ns - s0.get(tid, 0)) / 1e9 / (w1 - w0)
-            key = names.get(tid, tid)
-            per_thread[key] = round(per_thread.get(key, 0.0) + d, 4)
-        res["cpu_by_thread_name"] = dict(sorted(per_thread.items(), key=lambda kv: -kv[1]))
-        res["threads"] = len(s1)
+        res.update(_steady_state(proc, max(5.0, seconds - 10.0 - res["startup_s"] - 3.0)))
         res["scores_received"] = watcher.scores
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _stop(proc)
         watcher.close()
         log.close()
     res["exit_code"] = proc.returncode

@@ -1,4 +1,4 @@
-"""All issue-6 benchmarks in one run, printed as one table with each target met or not.
+"""All benchmarks in one run, printed as one table with each target met or not.
 
 Runs, each in its own processes and in this order:
 
@@ -18,7 +18,7 @@ with the ``--baseline`` export)::
     python benchmarks/run_all.py --checkpoint /tmp/full_ckpt --model /tmp/full_model \
         [--baseline /tmp/plain_model] [--quick] [--json]
 
-``--baseline`` is the plain dynamic-int8 export of the same checkpoint (the issue's
+``--baseline`` is the plain dynamic-int8 export of the same checkpoint (the
 reference for accuracy); with ``--prepare`` it is made when missing.
 """
 
@@ -48,26 +48,30 @@ def _run_json(cmd: list[str], timeout: float = 3600) -> dict[str, Any]:
 
 
 def prepare_plain(checkpoint: Path, model: Path, out: Path) -> None:
-    """The issue's "plain dynamic-int8 export" of the same checkpoint: transformers' own
+    """The "plain dynamic-int8 export" of the same checkpoint: transformers' own
     forward traced as is (no listener/export/htsat.py, no optimize.py rewrites) and
     onnxruntime's quantize_dynamic with its defaults on MatMul/Gemm. Text tower, tokenizer
     and configs are copied from ``model``."""
     import shutil
 
-    import torch
-    import transformers
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from listener.export.exporter import _export_audio, _load, _wrappers
+    from listener.export.trace import (
+        export_audio_tower,
+        import_extra,
+        load_checkpoint,
+        tower_wrappers,
+    )
     from listener.model.modeldir import write_manifest
 
+    torch, transformers = import_extra()
     print(f"making the plain baseline export {out}", file=sys.stderr)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model, tmp)
-    audio_w, _ = _wrappers(torch, _load(torch, transformers, str(checkpoint)))
+    audio_w, _ = tower_wrappers(torch, load_checkpoint(torch, transformers, str(checkpoint)))
     raw = tmp / "onnx" / "audio_model.onnx"
-    _export_audio(torch, audio_w, raw, 17, False, lambda m: print(m, file=sys.stderr))
+    export_audio_tower(torch, audio_w, raw, 17, False, lambda m: print(m, file=sys.stderr))
     quantize_dynamic(str(raw), str(tmp / "onnx" / "audio_model_quantized.onnx"),
                      op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
     manifest = json.loads((tmp / "listener.json").read_text())

@@ -12,6 +12,18 @@ from pathlib import Path
 
 import pytest
 
+#: The files of the public ONNX layout (Xenova/optimum) a model directory holds; our
+#: exporter writes exactly these (+ listener.json).
+LAYOUT_FILES = frozenset({
+    "onnx/audio_model.onnx",
+    "onnx/audio_model_quantized.onnx",
+    "onnx/text_model.onnx",
+    "onnx/text_model_quantized.onnx",
+    "tokenizer.json",
+    "preprocessor_config.json",
+    "config.json",
+})
+
 # Words for generated sentences: the BPE tokenizer is trained on these.
 _TEXT = (
     "dog bark barking cat meow smoke alarm beeping siren glass breaking door knock "

@@ -59,7 +59,7 @@ def test_bench_json_reports_latency_hop_memory_provider_isa(
 
 def test_bench_peak_rss_is_its_own_not_its_parents(tiny_model_dir: Path) -> None:
     """Linux carries ru_maxrss across fork + exec: started by a 600 MB parent, `listener
-    bench` must still report its own peak (a benchmark script reported 2.9 GB)."""
+    bench` must still report its own peak, not the parent's."""
     parent = (
         "import json, subprocess, sys\n"
         "ballast = bytearray(600 * 1024 * 1024)\n"

@@ -17,89 +17,28 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from listener.model.logmel import LogMel
+from tests.fixtures_model import LAYOUT_FILES
 from tests.hearing import sounds
+from tests.zero_shot import (
+    FRESH,
+    accuracy_by_precision,
+    assert_int8_keeps_accuracy,
+    audio_embeddings,
+    fresh_set,
+    text_embeddings,
+)
 
-FRESH = sounds.FRESH_SEED_BASE + 123_000  # disjoint from training and the build's eval set
 PER_CLASS = 10
-
-
-def _features_fn(model_dir: Path):
-    """The runtime's numpy log-mel, configured from the model's preprocessor_config.json."""
-    cfg = json.loads((model_dir / "preprocessor_config.json").read_text())
-    logmel = LogMel.from_config(cfg)
-
-    def feats(clips: list[np.ndarray]) -> np.ndarray:
-        return np.stack([logmel(c) for c in clips])
-
-    return feats
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _audio(model_dir: Path, name: str, feats: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(model_dir / "onnx" / name), providers=["CPUExecutionProvider"])
-    out = [
-        sess.run(["audio_embeds"], {"input_features": feats[i : i + 25]})[0]
-        for i in range(0, len(feats), 25)
-    ]
-    return _l2(np.concatenate(out))
-
-
-def _text(model_dir: Path, name: str, texts: list[str]) -> np.ndarray:
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    encs = [tok.encode(t).ids for t in texts]
-    pad = tok.token_to_id("<pad>")
-    n = max(map(len, encs))
-    ids = np.full((len(encs), n), pad, np.int64)
-    mask = np.zeros((len(encs), n), np.int64)
-    for i, e in enumerate(encs):
-        ids[i, : len(e)] = e
-        mask[i, : len(e)] = 1
-    sess = ort.InferenceSession(str(model_dir / "onnx" / name), providers=["CPUExecutionProvider"])
-    return _l2(sess.run(["text_embeds"], {"input_ids": ids, "attention_mask": mask})[0])
 
 
 @pytest.fixture(scope="module")
 def fresh(hearing_model_dir: Path):
     """Fresh 10-s windows (event 1-4 s at a random place in noise, or noise only)."""
-    clips, labels = [], []
-    for i in range(PER_CLASS):
-        for ci, cls in enumerate(sounds.CLASSES):
-            clips.append(sounds.window(cls, FRESH + i * len(sounds.CLASSES) + ci)[0])
-            labels.append(ci)
-    feats = _features_fn(hearing_model_dir)(clips).astype(np.float32)
-    texts, tcls = [], []
-    for ci, cls in enumerate(sounds.CLASSES):
-        for cap in sounds.TEST_CAPTIONS[cls]:
-            texts.append(cap)
-            tcls.append(ci)
-    return feats, np.array(labels), texts, np.array(tcls)
-
-
-def _accuracy(a: np.ndarray, y: np.ndarray, t: np.ndarray, tcls: np.ndarray) -> float:
-    """Mean top-1 over caption sets (the k-th unseen wording of every class)."""
-    sims = a @ t.T
-    accs = []
-    for k in range(min(len(v) for v in sounds.TEST_CAPTIONS.values())):
-        cols = [np.flatnonzero(tcls == c)[k] for c in range(len(sounds.CLASSES))]
-        accs.append(float((sims[:, cols].argmax(1) == y).mean()))
-    return float(np.mean(accs))
+    return fresh_set(hearing_model_dir, PER_CLASS, FRESH)
 
 
 def test_layout_is_a_public_clap_export(hearing_model_dir: Path) -> None:
-    names = {
-        "onnx/audio_model.onnx",
-        "onnx/audio_model_quantized.onnx",
-        "onnx/text_model.onnx",
-        "onnx/text_model_quantized.onnx",
-        "tokenizer.json",
-        "preprocessor_config.json",
-        "config.json",
-    }
-    for name in names:
+    for name in LAYOUT_FILES:
         assert (hearing_model_dir / name).is_file(), name
     assert not (hearing_model_dir / "listener.json").exists()
     cfg = json.loads((hearing_model_dir / "config.json").read_text())
@@ -122,20 +61,15 @@ def test_layout_is_a_public_clap_export(hearing_model_dir: Path) -> None:
 
 def test_zero_shot_accuracy_fp32_and_int8(hearing_model_dir: Path, fresh) -> None:
     feats, y, texts, tcls = fresh
-    acc = {}
-    for prec, suffix in (("fp32", ""), ("int8", "_quantized")):
-        a = _audio(hearing_model_dir, f"audio_model{suffix}.onnx", feats)
-        t = _text(hearing_model_dir, f"text_model{suffix}.onnx", texts)
-        acc[prec] = _accuracy(a, y, t, tcls)
+    acc = accuracy_by_precision(hearing_model_dir, feats, y, texts, tcls)
     print(f"zero-shot accuracy on {len(y)} fresh windows: {acc}")
-    assert acc["fp32"] >= 0.9, acc
-    assert acc["int8"] >= acc["fp32"] - 0.01, acc
+    assert_int8_keeps_accuracy(acc)
 
 
 def test_background_scores_below_events(hearing_model_dir: Path, fresh) -> None:
     feats, y, texts, tcls = fresh
-    a = _audio(hearing_model_dir, "audio_model_quantized.onnx", feats)
-    t = _text(hearing_model_dir, "text_model_quantized.onnx", texts)
+    a = audio_embeddings(hearing_model_dir, "audio_model_quantized.onnx", feats)
+    t = text_embeddings(hearing_model_dir, "text_model_quantized.onnx", texts)
     sims = a @ t.T
     q = sounds.CLASSES.index("quiet")
     bg = y == q
@@ -166,6 +100,6 @@ def test_text_padding_is_masked(hearing_model_dir: Path) -> None:
     int8 gets a looser bound: dynamic quantisation picks its activation scale per batch."""
     texts = ["hiss", "a smoke alarm beeping somewhere in the house", "knock knock"]
     for name, atol in (("text_model.onnx", 1e-5), ("text_model_quantized.onnx", 3e-3)):
-        batched = _text(hearing_model_dir, name, texts)
-        alone = np.concatenate([_text(hearing_model_dir, name, [t]) for t in texts])
+        batched = text_embeddings(hearing_model_dir, name, texts)
+        alone = np.concatenate([text_embeddings(hearing_model_dir, name, [t]) for t in texts])
         np.testing.assert_allclose(batched, alone, atol=atol, err_msg=name)

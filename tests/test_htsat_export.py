@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from listener.export import htsat
+from listener.export.trace import export_audio_tower, generated_features, tower_wrappers
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,12 +38,11 @@ def shifted():
     """(ClapModel with shifted blocks, transformers wrapper, window-order module)."""
     import torch
 
-    from listener.export.exporter import _wrappers
     from tests.fixtures_model import build_shifted_clap
 
     model = build_shifted_clap(seed=3)
-    audio_w, _ = _wrappers(torch, model)
-    return model, audio_w, htsat.build(torch, model)
+    audio_w, _ = tower_wrappers(torch, model)
+    return model, audio_w, htsat.build(model)
 
 
 @pytest.mark.parametrize(("h", "w", "ws", "shift"), [(16, 16, 8, 0), (16, 16, 8, 4), (8, 16, 4, 2)])
@@ -65,7 +65,7 @@ def test_shift_mask_is_transformers_mask(shifted):
     for stage in model.audio_model.audio_encoder.layers:
         for block in stage.blocks:
             h, w = block.input_resolution
-            ws, shift = htsat._window(block, (h, w))
+            ws, shift = htsat.block_window(block, (h, w))
             if not shift:
                 continue
             want = block.get_attn_mask(h, w, torch.float32, "cpu").numpy()  # 0 / -100
@@ -80,8 +80,6 @@ def test_shift_mask_is_transformers_mask(shifted):
 def test_module_equals_transformers_in_pytorch(shifted):
     import torch
 
-    from listener.export.exporter import generated_features
-
     model, audio_w, fast = shifted
     assert htsat.supports(model) == (True, "")
     x = torch.from_numpy(generated_features(3, seed=2))
@@ -95,13 +93,12 @@ def test_onnx_export_equals_transformers_with_fewer_nodes(shifted, tmp_path: Pat
     """The reason for the module: the same embeddings from far fewer graph nodes."""
     import torch
 
-    from listener.export.exporter import _export_audio, generated_features
     from listener.export.optimize import optimize_audio
 
     _, audio_w, fast = shifted
     ours, stock = tmp_path / "window_order.onnx", tmp_path / "transformers.onnx"
-    _export_audio(torch, fast, ours, 17, False, lambda _m: None)
-    _export_audio(torch, audio_w, stock, 17, False, lambda _m: None)
+    export_audio_tower(torch, fast, ours, log=lambda _m: None)
+    export_audio_tower(torch, audio_w, stock, log=lambda _m: None)
     optimize_audio(ours)
     feats = generated_features(3, seed=9)
     with torch.no_grad():
@@ -124,13 +121,12 @@ def test_int8_of_window_order_graph_tracks_fp32(shifted, tmp_path: Path):
     fp32 as the transformers-graph int8 of tests/test_int8_accuracy.py (>= 0.9 centred)."""
     import torch
 
-    from listener.export.exporter import _export_audio, generated_features
     from listener.export.optimize import fp32_nodes, optimize_audio
     from listener.export.quantize import quantize
 
     _, _, fast = shifted
     fp32 = tmp_path / "audio_model.onnx"
-    _export_audio(torch, fast, fp32, 17, False, lambda _m: None)
+    export_audio_tower(torch, fast, fp32, log=lambda _m: None)
     optimize_audio(fp32)
     assert len(fp32_nodes(fp32)) == 3  # the names quantize.py looks for survive
     q = quantize(fp32, tmp_path / "audio_model_quantized.onnx", "int8")

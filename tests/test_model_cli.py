@@ -184,16 +184,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _hub_env(port: int, tmp_path: Path) -> dict[str, str]:
+    """Environment for a pull from the hub at 127.0.0.1:``port``, with its own HF cache."""
+    return {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+
+
+def cli_pull(dest: Path, port: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`listener model pull --dir dest` (default repo) from the hub at 127.0.0.1:``port``."""
+    return cli("model", "pull", "--dir", dest, env=_hub_env(port, tmp_path))
+
+
 def test_pull_offline_fails_fast_naming_both_ways(tmp_path):
     port = _free_port()  # nothing listens there: connection refused, like no network
     t0 = time.monotonic()
-    res = cli(
-        "model",
-        "pull",
-        "--dir",
-        tmp_path / "m",
-        env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")},
-    )
+    res = cli_pull(tmp_path / "m", port, tmp_path)
     assert time.monotonic() - t0 < 15
     assert_user_error(
         res,
@@ -210,17 +214,7 @@ def test_pull_from_silent_hub_is_bounded(tmp_path):
     srv.listen(16)
     try:
         t0 = time.monotonic()
-        res = cli(
-            "model",
-            "pull",
-            "--dir",
-            tmp_path / "m",
-            timeout=60,
-            env={
-                "HF_ENDPOINT": f"http://127.0.0.1:{srv.getsockname()[1]}",
-                "HF_HOME": str(tmp_path / "hf"),
-            },
-        )
+        res = cli_pull(tmp_path / "m", srv.getsockname()[1], tmp_path)
         assert time.monotonic() - t0 < 30
     finally:
         srv.close()
@@ -312,12 +306,8 @@ def fake_hub(tiny_model_dir) -> Iterator[_FakeHub]:
 
 
 def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, wav):
-    env = {
-        "HF_ENDPOINT": f"http://127.0.0.1:{fake_hub.server_address[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
     dest = tmp_path / "pulled"
-    res = cli("model", "pull", "--dir", dest, env=env)
+    res = cli_pull(dest, fake_hub.server_address[1], tmp_path)
     assert res.returncode == 0, res.stderr
     for name in DEFAULT_FILES:
         assert (dest / name).read_bytes() == fake_hub.files[name]
@@ -332,12 +322,8 @@ def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, 
 
 def test_pull_rejects_a_file_whose_sha256_differs(fake_hub, tmp_path):
     fake_hub.etags["onnx/text_model_quantized.onnx"] = "0" * 64
-    env = {
-        "HF_ENDPOINT": f"http://127.0.0.1:{fake_hub.server_address[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
     dest = tmp_path / "pulled"
-    res = cli("model", "pull", "--dir", dest, env=env)
+    res = cli_pull(dest, fake_hub.server_address[1], tmp_path)
     assert_user_error(res, str(dest / "onnx" / "text_model_quantized.onnx"), "0" * 64)
     assert not (dest / "onnx" / "text_model_quantized.onnx").exists()
     assert not (dest / "listener.json").exists()
@@ -371,14 +357,11 @@ def test_pull_resumes_an_interrupted_download(fake_hub, tmp_path):
     half = len(data) // 2
     fake_hub.cut_after[name] = half  # the first GET dies after half the bytes
     dest = tmp_path / "pulled"
-    env = {
-        "HF_ENDPOINT": f"http://127.0.0.1:{fake_hub.server_address[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
-    res = cli("model", "pull", "--dir", dest, env=env)
+    port = fake_hub.server_address[1]
+    res = cli_pull(dest, port, tmp_path)
     assert_user_error(res, "audio_model_quantized.onnx", "again to resume")
     assert not (dest / name).exists()
-    res = cli("model", "pull", "--dir", dest, env=env)
+    res = cli_pull(dest, port, tmp_path)
     assert res.returncode == 0, res.stderr
     assert (dest / name).read_bytes() == data
     gets = [r.split(" ", 2)[2] for r in fake_hub.requests if r.startswith("GET") and name in r]
@@ -389,5 +372,5 @@ def test_pull_resumes_an_interrupted_download(fake_hub, tmp_path):
     assert sorted(ModelDir(dest).verify_hashes()) == sorted(DEFAULT_FILES)
     # pulling again downloads nothing
     n = len(fake_hub.requests)
-    assert cli("model", "pull", "--dir", dest, env=env).returncode == 0
+    assert cli_pull(dest, port, tmp_path).returncode == 0
     assert not any(r.startswith("GET") for r in fake_hub.requests[n:])

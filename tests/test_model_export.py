@@ -11,9 +11,11 @@ import pytest
 
 from listener.errors import MissingExtraError, ModelError
 from listener.export import exporter
+from listener.export.trace import generated_features
 from listener.model.audio_tower import AudioTower
 from listener.model.modeldir import ModelDir, sha256_file
 from listener.model.text_tower import TextTower
+from tests.fixtures_model import LAYOUT_FILES
 
 TEXTS = [
     "a dog barking",
@@ -75,7 +77,7 @@ def test_onnx_outputs_are_unnormalised_projections(tiny_model_dir):
     model = ModelDir(tiny_model_dir)
     sess = make_session(model.audio_model_path("fp32"), threads=1)
     assert [o.name for o in sess.get_outputs()] == ["audio_embeds"]
-    out = sess.run(None, {"input_features": exporter.generated_features(2)})[0]
+    out = sess.run(None, {"input_features": generated_features(2)})[0]
     assert not np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
     tsess = make_session(model.text_model_path("fp32"), threads=1)
     assert [i.name for i in tsess.get_inputs()] == ["input_ids", "attention_mask"]
@@ -104,19 +106,10 @@ def test_manifest_records_files_and_hashes(tiny_model_dir):
     model = ModelDir(tiny_model_dir)
     m = model.manifest
     assert m is not None
-    expected = {
-        "onnx/audio_model.onnx",
-        "onnx/audio_model_quantized.onnx",
-        "onnx/text_model.onnx",
-        "onnx/text_model_quantized.onnx",
-        "tokenizer.json",
-        "preprocessor_config.json",
-        "config.json",
-    }
-    assert set(m["files"]) == expected
+    assert set(m["files"]) == LAYOUT_FILES
     for rel, entry in m["files"].items():
         assert entry["sha256"] == sha256_file(tiny_model_dir / rel)
-    assert sorted(model.verify_hashes()) == sorted(expected)
+    assert sorted(model.verify_hashes()) == sorted(LAYOUT_FILES)
     assert m["embedding_dim"] == 32
     assert m["truncation"] == "rand_trunc"
     assert m["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-5)
@@ -153,10 +146,10 @@ def test_window_order_graph_failure_falls_back_to_transformers(
 
     real_build = htsat.build
 
-    def faulty_build(torch_mod, model):
+    def faulty_build(model):
         if fault == "cannot be built":
             raise RuntimeError("unsupported layout")
-        good = real_build(torch_mod, model)
+        good = real_build(model)
 
         class Negated(torch.nn.Module):
             def __init__(self) -> None:
@@ -178,7 +171,7 @@ def test_window_order_graph_failure_falls_back_to_transformers(
     assert why in checks["audio_graph"]
     assert any("window-order graph not used" in m for m in logs)
     assert checks["audio_fp32_min_cosine"] >= 0.99999
-    feats = exporter.generated_features(2, seed=4)
+    feats = generated_features(2, seed=4)
     got = AudioTower(ModelDir(out), "fp32", threads=1).embed(feats)
     with torch.no_grad():
         want = torch_model.get_audio_features(input_features=torch.from_numpy(feats))
@@ -204,7 +197,7 @@ def test_int8_files_are_smaller_and_close(tiny_model_dir):
     a32 = model.audio_model_path("fp32").stat().st_size
     a8 = model.audio_model_path("int8").stat().st_size
     assert a8 < 0.7 * a32
-    feats = exporter.generated_features(2, seed=5)
+    feats = generated_features(2, seed=5)
     e32 = AudioTower(model, "fp32", threads=1).embed(feats)
     e8 = AudioTower(model, "int8", threads=1).embed(feats)
     assert _cos(e8, e32).min() > 0.999

@@ -2,7 +2,7 @@
 
 Run it on the target device (Raspberry Pi, Jetson, a NUC) before choosing
 ``audio.hop_seconds``: it measures the daemon's own per-window path (streaming
-log-mel + the audio tower session) on generated audio. See listener/bench.py.
+log-mel + the audio tower session) on generated audio. See listener/export/bench.py.
 """
 
 from __future__ import annotations

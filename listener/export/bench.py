@@ -93,8 +93,8 @@ def peak_rss_mb() -> float:
 
     Linux: VmHWM of /proc/self/status, the high-water mark of this program's own memory.
     Not ru_maxrss: Linux carries that across fork + exec, so a `listener bench` started
-    by a large parent (a benchmark script that exported a model first) reported the
-    parent's 2.9 GB. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
+    by a large parent (a benchmark script that exported a model first) would report the
+    parent's peak. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
     """
     try:
         with open("/proc/self/status") as f:
@@ -116,9 +116,67 @@ def _median_ms(xs: list[float]) -> float:
     return round(1000 * statistics.median(xs), 2)
 
 
-def _p90_ms(xs: list[float]) -> float:
+def _p90(xs: list[float]) -> float:
     s = sorted(xs)
-    return round(1000 * s[min(len(s) - 1, int(0.9 * len(s)))], 2)
+    return s[min(len(s) - 1, int(0.9 * len(s)))]
+
+
+def _p90_ms(xs: list[float]) -> float:
+    return round(1000 * _p90(xs), 2)
+
+
+def _time_windows(logmel: Any, tower: Any, runs: int, hop: int) -> dict[str, list[float]]:
+    """Seconds per window (after 3 warm-up windows) of the daemon's path on generated audio:
+    ``hop_features`` (streaming log-mel of the new hop), ``tower``, ``window`` (both) and
+    ``window_cpu`` (process CPU time of both), plus ``full_features`` (a full extraction)."""
+    from listener.model.streaming_logmel import StreamingLogMel
+
+    n = logmel.n_samples
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(n + (runs + 3) * hop)).astype(np.float32)
+    stream = StreamingLogMel(logmel)
+    times: dict[str, list[float]] = {
+        k: [] for k in ("full_features", "hop_features", "tower", "window", "window_cpu")
+    }
+    for i in range(runs + 3):
+        end = n + i * hop
+        window = audio[end - n : end]
+        c0 = time.process_time()
+        t1 = time.perf_counter()
+        feats = stream.features(window, end)
+        t2 = time.perf_counter()
+        tower.embed(feats)
+        t3 = time.perf_counter()
+        cpu = time.process_time() - c0
+        t4 = time.perf_counter()
+        logmel(window)
+        t5 = time.perf_counter()
+        if i < 3:
+            continue  # warm-up (the first window computes every frame)
+        times["hop_features"].append(t2 - t1)
+        times["tower"].append(t3 - t2)
+        times["window"].append(t3 - t1)
+        times["window_cpu"].append(cpu)
+        times["full_features"].append(t5 - t4)
+    return times
+
+
+def _timings(t: dict[str, list[float]], hop_s: float) -> dict[str, Any]:
+    """The report's timing fields from :func:`_time_windows`' seconds (``hop_s``: the hop)."""
+    window_p90 = _p90(t["window"])
+    return {
+        "features_full_ms": _median_ms(t["full_features"]),
+        "features_hop_ms": _median_ms(t["hop_features"]),
+        "tower_ms": _median_ms(t["tower"]),
+        "tower_p90_ms": _p90_ms(t["tower"]),
+        "window_ms": _median_ms(t["window"]),
+        "window_p90_ms": _p90_ms(t["window"]),
+        "window_cpu_ms": _median_ms(t["window_cpu"]),
+        "cpu_s_per_audio_s": round(statistics.median(t["window_cpu"]) / hop_s, 4),
+        "headroom": HEADROOM,
+        "shortest_hop_s": round(shortest_hop(window_p90), 1),
+        "max_windows_per_s": round(1.0 / statistics.median(t["window"]), 1),
+    }
 
 
 def run_bench(
@@ -136,9 +194,8 @@ def run_bench(
     from listener.model.logmel import LogMel
     from listener.model.modeldir import ModelDir
     from listener.model.session import physical_cores
-    from listener.model.streaming_logmel import StreamingLogMel
 
-    rss_before = peak_rss_mb()
+    rss_before = peak_rss_mb()  # interpreter + imports, before the model
     t0 = time.perf_counter()
     model = ModelDir(model_dir)
     logmel = LogMel.from_config(
@@ -147,61 +204,21 @@ def run_bench(
     tower = AudioTower(model, precision, provider=provider, threads=threads)
     load_s = time.perf_counter() - t0
 
-    sr, n = logmel.sample_rate, logmel.n_samples
-    step = int(logmel.hop_length)
+    sr, step = logmel.sample_rate, int(logmel.hop_length)
     hop = max(step, round(hop_s * sr / step) * step)
-    rng = np.random.default_rng(0)
-    audio = (0.1 * rng.standard_normal(n + (runs + 3) * hop)).astype(np.float32)
-    stream = StreamingLogMel(logmel)
-
-    full_feat, hop_feat, tower_t, window_t, window_cpu = [], [], [], [], []
-    for i in range(runs + 3):
-        end = n + i * hop
-        window = audio[end - n : end]
-        c0 = time.process_time()
-        t1 = time.perf_counter()
-        feats = stream.features(window, end)
-        t2 = time.perf_counter()
-        tower.embed(feats)
-        t3 = time.perf_counter()
-        cpu = time.process_time() - c0
-        t4 = time.perf_counter()
-        logmel(window)
-        t5 = time.perf_counter()
-        if i < 3:
-            continue  # warm-up (the first window computes every frame)
-        hop_feat.append(t2 - t1)
-        tower_t.append(t3 - t2)
-        window_t.append(t3 - t1)
-        window_cpu.append(cpu)
-        full_feat.append(t5 - t4)
-
-    window_med = statistics.median(window_t)
-    window_p90 = sorted(window_t)[min(len(window_t) - 1, int(0.9 * len(window_t)))]
-    session = tower.session
-    used_threads = threads if threads > 0 else physical_cores()
+    t = _time_windows(logmel, tower, runs, hop)
     result: dict[str, Any] = {
         "model": str(model.path),
         "audio_model_file": str(tower.path),
         "precision": precision,
         "provider_requested": provider,
-        "provider": session.get_providers()[0],
+        "provider": tower.session.get_providers()[0],
         "onnxruntime": ort.__version__,
-        "threads": used_threads,
-        "runs": len(window_t),
+        "threads": threads if threads > 0 else physical_cores(),
+        "runs": len(t["window"]),
         "hop_s": round(hop / sr, 3),
         "load_s": round(load_s, 3),
-        "features_full_ms": _median_ms(full_feat),
-        "features_hop_ms": _median_ms(hop_feat),
-        "tower_ms": _median_ms(tower_t),
-        "tower_p90_ms": _p90_ms(tower_t),
-        "window_ms": _median_ms(window_t),
-        "window_p90_ms": _p90_ms(window_t),
-        "window_cpu_ms": _median_ms(window_cpu),
-        "cpu_s_per_audio_s": round(statistics.median(window_cpu) / (hop / sr), 4),
-        "headroom": HEADROOM,
-        "shortest_hop_s": round(shortest_hop(window_p90), 1),
-        "max_windows_per_s": round(1.0 / window_med, 1),
+        **_timings(t, hop / sr),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_rss_before_model_mb": round(rss_before, 1),
         "python": platform.python_version(),

@@ -4,8 +4,8 @@ Why: transformers' Swin code is written for training and for any input size. Tra
 into ONNX it does, in every block, a LayerNorm on spatially ordered tokens, a
 reshape + transpose into windows, three separate Q/K/V projections, a gather of the
 relative-position table, a cyclic roll (Slice + Concat) and the inverse of all that
-after attention: about 3,600 nodes (this module: about 650), a fifth of the int8
-window spent moving data (measured: benchmarks/README.md).
+after attention: several times the nodes of this module, and a large share of the
+int8 window spent moving data (node counts and timings: benchmarks/README.md).
 
 Everything a Swin block does outside attention is per token (LayerNorm, MLP,
 residual adds), so the order of the tokens does not matter there. This module keeps
@@ -22,18 +22,23 @@ exact zeros after softmax, no denormals, see listener/export/optimize.py), Batch
 as one multiply-add, and the final spatial regrouping + average pool as a mean over
 tokens (the pool averages all positions, whatever their order).
 
+This module holds the token-order arithmetic (numpy: :func:`window_order`,
+:func:`shift_mask`, :func:`token_plan`); the torch modules that follow the plan are
+:mod:`listener.export.htsat_torch`, imported only by :func:`build`, so ``supports``
+and the orders can be used without torch.
+
 It computes the same function as ``ClapModel.audio_model`` + ``audio_projection``
 (same modules and weights; only the order of tokens between operations differs), and
 the exporter refuses to write it unless the ONNX result matches transformers' PyTorch
 model (cosine >= 0.99999). Configurations :func:`supports` rejects (the fusion branch
 of clap-htsat-fused, grids that need window padding), and any build, trace or check
-failure of this graph, make the exporter use transformers' own forward instead
-(``exporter._export_audio_graph``), so this optimisation never costs an export.
+failure of this graph, make the exporter use transformers' own forward instead, so
+this optimisation never costs an export.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +60,7 @@ def supports(model: Any) -> tuple[bool, str]:
     for stage in enc.layers:
         h, w = stage.blocks[0].input_resolution
         for block in stage.blocks:
-            ws, _shift = _window(block, (h, w))
+            ws, _shift = block_window(block, (h, w))
             if h % ws or w % ws:
                 return False, f"grid {h}x{w} is not a multiple of the window {ws}"
             if ws != block.attention.self.window_size[0]:
@@ -65,8 +70,8 @@ def supports(model: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _window(block: Any, resolution: tuple[int, int]) -> tuple[int, int]:
-    """(window, shift) the transformers block uses at ``resolution`` (its own rule)."""
+def block_window(block: Any, resolution: tuple[int, int]) -> tuple[int, int]:
+    """(window, shift) a transformers Swin block uses at ``resolution`` (its own rule)."""
     ws, shift = int(block.window_size), int(block.shift_size)
     if min(resolution) <= ws:  # ClapAudioLayer.set_shift_and_window_size
         return int(min(resolution)), 0
@@ -111,161 +116,73 @@ def _inverse(order: np.ndarray) -> np.ndarray:
     return inv
 
 
-def build(torch: Any, model: Any) -> Any:
+@dataclass(frozen=True)
+class ReorderStep:
+    """Move the tokens into the next block's window order: new token i is old ``index[i]``."""
+
+    index: np.ndarray
+
+
+@dataclass(frozen=True)
+class BlockStep:
+    """Run a transformers Swin ``block`` on tokens already in its window order."""
+
+    block: Any
+    resolution: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MergeStep:
+    """Swin patch merging with ``downsample``: ``index`` [coarse tokens, 4] names the 2x2
+    neighbours of each merged token in the current order, in transformers' concat order."""
+
+    downsample: Any
+    index: np.ndarray
+
+
+Step = ReorderStep | BlockStep | MergeStep
+
+
+def token_plan(encoder: Any, grid: tuple[int, int]) -> tuple[np.ndarray, list[Step]]:
+    """(the first block's window order of the patch ``grid``, the steps of ``encoder``).
+
+    Follows the token order through the stages: a :class:`ReorderStep` only where the
+    next block's window order differs from the current one, and each patch merging
+    gathers straight into the next stage's first window order.
+    """
+    res = grid
+    order = window_order(res[0], res[1], block_window(encoder.layers[0].blocks[0], res)[0], 0)
+    first, steps = order, []
+    for si, stage in enumerate(encoder.layers):
+        for block in stage.blocks:
+            want = window_order(res[0], res[1], *block_window(block, res))
+            if not np.array_equal(want, order):
+                steps.append(ReorderStep(_inverse(order)[want]))
+                order = want
+            steps.append(BlockStep(block, res))
+        if stage.downsample is not None:
+            # the next stage's first block decides the order of the merged tokens
+            step, res, order = _merge_step(stage.downsample, encoder.layers[si + 1].blocks[0],
+                                           res, order)
+            steps.append(step)
+    return first, steps
+
+
+def _merge_step(downsample: Any, next_block: Any, res: tuple[int, int],
+                order: np.ndarray) -> tuple[MergeStep, tuple[int, int], np.ndarray]:
+    """(the merge step, the coarse grid, its token order) from tokens in ``order``."""
+    h2, w2 = res[0] // 2, res[1] // 2
+    coarse = window_order(h2, w2, *block_window(next_block, (h2, w2)))
+    r, c = np.divmod(coarse, w2)
+    # transformers concatenates x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2],
+    # x[1::2, 1::2]: row offset varies fastest
+    fine = [(2 * r + dr) * res[1] + (2 * c + dc) for dc in (0, 1) for dr in (0, 1)]
+    return MergeStep(downsample, _inverse(order)[np.stack(fine, axis=1)]), (h2, w2), coarse
+
+
+def build(model: Any) -> Any:
     """The export module for ``model`` (a ClapModel): input_features [B, 1, T, F] ->
-    unnormalised audio embeddings [B, D]."""
-    nn = torch.nn
-    enc = model.audio_model.audio_encoder
+    unnormalised audio embeddings [B, D]. Needs torch (the `export` extra)."""
+    from listener.export.htsat_torch import Htsat
 
-    class Block(nn.Module):
-        """One Swin block on tokens already in its window order."""
-
-        def __init__(self, block: Any, res: tuple[int, int]) -> None:
-            super().__init__()
-            att = block.attention.self
-            self.heads = int(att.num_attention_heads)
-            self.head_dim = int(att.attention_head_size)
-            ws, shift = _window(block, res)
-            self.n = ws * ws
-            self.windows = (res[0] // ws) * (res[1] // ws)
-            self.layernorm_before = block.layernorm_before
-            self.layernorm_after = block.layernorm_after
-            self.intermediate = block.intermediate
-            self.output = block.output.dense
-            self.attention_output = block.attention.output.dense
-            scale = 1.0 / math.sqrt(self.head_dim)
-            dim = att.query.in_features
-            self.qkv = nn.Linear(dim, 3 * dim, bias=True)
-            with torch.no_grad():
-                self.qkv.weight.copy_(
-                    torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])
-                )
-                zeros = torch.zeros(dim)
-                biases = [
-                    (lin.bias if lin.bias is not None else zeros)
-                    for lin in (att.query, att.key, att.value)
-                ]
-                self.qkv.bias.copy_(torch.cat([biases[0] * scale, biases[1], biases[2]]))
-                index = att.relative_position_index.reshape(-1)
-                bias = att.relative_position_bias_table[index].reshape(self.n, self.n, -1)
-            # [heads, N, N], added to every window's scores
-            self.register_buffer("position_bias", bias.permute(2, 0, 1).contiguous().clone(),
-                                 persistent=False)
-            if shift > 0:
-                mask = torch.from_numpy(shift_mask(res[0], res[1], ws, shift))
-                self.register_buffer("shift_mask", mask, persistent=False)
-            else:
-                self.shift_mask = None
-
-        def forward(self, x):
-            length, c = self.windows * self.n, self.heads * self.head_dim
-            h = self.layernorm_before(x)
-            qkv = self.qkv(h).reshape(-1, self.n, 3, self.heads, self.head_dim)
-            qkv = qkv.permute(2, 0, 3, 1, 4)  # [3, B*windows, heads, N, d]
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = torch.matmul(q, k.transpose(-1, -2)) + self.position_bias
-            if self.shift_mask is not None:
-                scores = scores.reshape(-1, self.windows, self.heads, self.n, self.n)
-                scores = (scores + self.shift_mask).reshape(-1, self.heads, self.n, self.n)
-            probs = torch.softmax(scores, dim=-1)
-            ctx = torch.matmul(probs, v).transpose(1, 2).reshape(-1, length, c)
-            x = x + self.attention_output(ctx)
-            return x + self.output(self.intermediate(self.layernorm_after(x)))
-
-    class Reduce(nn.Module):
-        """LayerNorm + Linear 4C -> 2C of transformers' ClapAudioPatchMerging."""
-
-        def __init__(self, downsample: Any) -> None:
-            super().__init__()
-            self.norm = downsample.norm
-            self.reduction = downsample.reduction
-
-        def forward(self, x):
-            return self.reduction(self.norm(x))
-
-    class Merge(nn.Module):
-        """Swin patch merging: gather 2x2 neighbours (transformers' concat order)."""
-
-        def __init__(self, downsample: Any, index: np.ndarray) -> None:
-            super().__init__()
-            # named as in transformers: quantize.py keeps "/downsample/reduction/" in fp32
-            self.downsample = Reduce(downsample)
-            self.register_buffer("index", torch.from_numpy(index.reshape(-1)), persistent=False)
-            self.groups = int(index.shape[0])
-            self.channels = int(downsample.norm.normalized_shape[0]) // 4
-
-        def forward(self, x):
-            x = x.index_select(1, self.index).reshape(-1, self.groups, 4 * self.channels)
-            return self.downsample(x)
-
-    class Reorder(nn.Module):
-        """Tokens from one block's window order into the next one's (a constant Gather)."""
-
-        def __init__(self, index: np.ndarray) -> None:
-            super().__init__()
-            self.register_buffer("index", torch.from_numpy(index), persistent=False)
-
-        def forward(self, x):
-            return x.index_select(1, self.index)
-
-    class Htsat(nn.Module):
-        """input_features [B, 1, T, F] -> audio_embeds [B, D] (unnormalised)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            bn = enc.batch_norm
-            with torch.no_grad():
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                shift = bn.bias - bn.running_mean * scale
-            self.register_buffer("bn_scale", scale.clone(), persistent=False)
-            self.register_buffer("bn_shift", shift.clone(), persistent=False)
-            self.patch_proj = enc.patch_embed.proj
-            self.patch_norm = enc.patch_embed.norm
-            self.norm = enc.norm
-            self.reshape_mel2img = enc.reshape_mel2img
-            self.projection = model.audio_projection
-            grid = enc.patch_embed.grid_size
-            self.grid = (int(grid[0]), int(grid[1]))
-            steps: list[nn.Module] = []
-            res = self.grid
-            first = enc.layers[0].blocks[0]
-            order = window_order(res[0], res[1], _window(first, res)[0], 0)
-            self.register_buffer("first_order", torch.from_numpy(order), persistent=False)
-            for si, stage in enumerate(enc.layers):
-                for block in stage.blocks:
-                    ws, shift = _window(block, res)
-                    want = window_order(res[0], res[1], ws, shift)
-                    if not np.array_equal(want, order):
-                        steps.append(Reorder(_inverse(order)[want]))
-                        order = want
-                    steps.append(Block(block, res))
-                if stage.downsample is not None:
-                    h2, w2 = res[0] // 2, res[1] // 2
-                    # the next stage's first block decides the order of the merged tokens
-                    ws2, shift2 = _window(enc.layers[si + 1].blocks[0], (h2, w2))
-                    coarse = window_order(h2, w2, ws2, shift2)
-                    r, c = np.divmod(coarse, w2)
-                    inv = _inverse(order)
-                    # transformers concatenates x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2],
-                    # x[1::2, 1::2]: row offset varies fastest
-                    fine = [(2 * r + dr) * res[1] + (2 * c + dc) for dc in (0, 1) for dr in (0, 1)]
-                    steps.append(Merge(stage.downsample, inv[np.stack(fine, axis=1)]))
-                    res, order = (h2, w2), coarse
-            self.steps = nn.ModuleList(steps)
-
-        def forward(self, input_features):
-            x = input_features * self.bn_scale + self.bn_shift  # BatchNorm over mel bins
-            x = self.reshape_mel2img(x)  # time resize, four time chunks as one image
-            x = self.patch_proj(x)  # [B, C, H, W]
-            # tokens, then the first block's window order: a plain transpose + Gather
-            # (measured 2-3 ms faster per window than one 6-D permute)
-            x = x.reshape(-1, self.patch_proj.out_channels, self.grid[0] * self.grid[1])
-            x = self.patch_norm(x.transpose(1, 2).index_select(1, self.first_order))
-            for step in self.steps:
-                x = step(x)
-            # LayerNorm + transformers' regrouping + AdaptiveAvgPool1d == mean over tokens
-            pooled = self.norm(x).mean(dim=1)
-            return self.projection(pooled)
-
-    return Htsat().eval()
-
+    return Htsat(model).eval()

@@ -2,33 +2,24 @@
 
 Why these and not others: each was MEASURED on the full-size default ``ClapConfig``
 (same cost as clap-htsat-unfused), batch 1, with onnxruntime profiling aggregated by
-operator type (``python -m benchmarks.bench_model --profile``; numbers in
-benchmarks/README.md). Both rewrites are exact up to float rounding, so they run
-before the exporter's PyTorch check and before int8 quantisation, and the runtime
-never redoes them.
+operator type (``python -m benchmarks.bench_model --profile``; numbers, and the
+rewrites tried and not kept, in benchmarks/README.md). Both rewrites are exact up to
+float rounding, so they run before the exporter's PyTorch check and before int8
+quantisation, and the runtime never redoes them.
 
 1. Shifted-window attention mask (-100 -> -1e4). HTSAT's shifted Swin blocks add
    -100 to masked attention scores; after the softmax those entries are about
    e^-100 = 4e-44, a *denormal* float. x86 CPUs take a micro-code assist for every
-   denormal operand, and the following ``probs @ V`` MatMul became 20-200x slower
-   (25-30 ms per shifted block instead of 0.15 ms: more than half of the whole
-   int8 tower). With -1e4 the softmax underflows to exact 0; the embedding is
-   unchanged (the dropped weights were below 1e-43). The runtime also sets
-   onnxruntime's ``session.set_denormal_as_zero`` for any other denormal source.
+   denormal operand, which made the following ``probs @ V`` MatMul many times slower
+   and the shifted blocks the largest cost of the int8 tower. With -1e4 the softmax
+   underflows to exact 0; the embedding is unchanged (the dropped weights were below
+   1e-43). The runtime also sets onnxruntime's ``session.set_denormal_as_zero`` for
+   any other denormal source.
 2. Bicubic ``Resize`` of the time axis (1001 -> 1024 frames, align_corners) becomes
    a 4-tap ``Gather`` + ``Mul`` + ``ReduceSum`` with weights taken from onnxruntime's
    own Resize kernel (run once on an identity matrix), so the result is the same
-   interpolation; onnxruntime's generic cubic Resize cost about 7 ms per window
-   (over 10 % of the int8 tower) for 65 k output values.
-
-Tried and NOT kept (int8 tower, 1 thread, CPU ms per window, same process, interleaved;
-baseline 52-55 ms): the onnxruntime transformer optimizer with ``model_type='swin'``
-(BiasGelu + SkipLayerNormalization fusions: 68 ms), the dynamo exporter with static
-shapes (701 nodes instead of ~3,900, but 63 ms), a static batch-1 graph with all shape
-arithmetic folded (57 ms), FastGelu (tanh) instead of erf Gelu (no change), dynamic
-int8 also on the attention activation x activation MatMuls (56 ms), static QDQ int8
-with MinMax calibration on 12 inputs (73 ms, centred cosine 0.9969 instead of
-0.9996), U8U8 weights (2x slower than U8S8 on VNNI hardware).
+   interpolation; onnxruntime's generic cubic Resize was a noticeable share of the int8
+   tower for this one axis.
 """
 
 from __future__ import annotations
@@ -37,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from listener.files import atomic_write
 
 #: value HTSAT puts on masked attention scores, and what we replace it with
 MASK_VALUE = -100.0
@@ -134,25 +127,31 @@ def _interp_matrix(node: Any, n_in: int, n_out: int) -> np.ndarray:
 
 def replace_time_resize(model: Any, input_shape: tuple[int, ...]) -> bool:
     """Swap the single time-axis Resize for Gather+Mul+ReduceSum; False if not applicable."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
     if len(resizes) != 1:
         return False
     node = resizes[0]
-    name = graph.input[0].name
+    name = model.graph.input[0].name
     feeds = {name: np.zeros((1, *input_shape), np.float32) - 50.0}
     vals = _resize_probe(model, node, feeds)
     x_shape = vals[node.input[0]].shape
     y_shape = vals[node.output[0]].shape
     if len(x_shape) != 4 or x_shape[:2] != y_shape[:2] or x_shape[3] != y_shape[3]:
         return False  # resizes more than the time axis: leave it alone
-    n_in, n_out = int(x_shape[2]), int(y_shape[2])
-    w = _interp_matrix(node, n_in, n_out)
-    taps = int((np.abs(w) > 0).sum(1).max())
-    if taps > 8:
+    taps = _taps(_interp_matrix(node, int(x_shape[2]), int(y_shape[2])))
+    if taps is None:
         return False
+    _splice_taps(model.graph, node, *taps)
+    return True
+
+
+def _taps(w: np.ndarray, most: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+    """(index [n_out, taps], weight [n_out, taps, 1]) with ``w`` == the sum over taps of
+    weight * x[index]; None if a row needs more than ``most`` taps or the check fails."""
+    n_out = w.shape[0]
+    taps = int((np.abs(w) > 0).sum(1).max())
+    if taps > most:
+        return None
     idx = np.zeros((n_out, taps), np.int64)
     wt = np.zeros((n_out, taps, 1), np.float32)
     for t in range(n_out):
@@ -161,9 +160,16 @@ def replace_time_resize(model: Any, input_shape: tuple[int, ...]) -> bool:
         wt[t, : len(cols), 0] = w[t, cols]
     # check the rewrite on random data against the identity-probed matrix
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((n_in, 8))
+    x = rng.standard_normal((w.shape[1], 8))
     if not np.allclose((wt[..., 0] * x[idx].transpose(2, 0, 1)).sum(-1).T, w @ x, atol=1e-5):
-        return False
+        return None
+    return idx, wt
+
+
+def _splice_taps(graph: Any, node: Any, idx: np.ndarray, wt: np.ndarray) -> None:
+    """Replace the Resize ``node`` in ``graph`` by Gather (axis 2) + Mul + ReduceSum."""
+    from onnx import helper, numpy_helper
+
     prefix = node.name or "time_resize"
     out = node.output[0]
     i_name, w_name = f"{prefix}/taps_index", f"{prefix}/taps_weight"
@@ -184,7 +190,6 @@ def replace_time_resize(model: Any, input_shape: tuple[int, ...]) -> bool:
     graph.node.remove(node)
     for k, n in enumerate(new):
         graph.node.insert(pos + k, n)
-    return True
 
 
 def _opset(model: Any) -> int:
@@ -213,9 +218,7 @@ def optimize_audio(path: str | Path, out_path: str | Path | None = None) -> dict
     single = len(model.graph.input) == 1
     if single and _opset(model) >= 13 and all(shape):  # ReduceSum's axes input: opset 13
         summary["time_resize"] = replace_time_resize(model, shape)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out_path)
+    atomic_write(out_path, model.SerializeToString())
     return summary
 
 
@@ -229,14 +232,11 @@ def fp32_nodes(path: str | Path) -> list[str]:
 
     Swin's patch-merging reductions (``downsample.reduction``: LayerNorm of four
     concatenated neighbours, then Linear 4C -> 2C, three nodes in HTSAT) are the most
-    quantisation-sensitive layers. MEASURED (centred int8-vs-fp32 cosine, min over
-    the set; per-channel U8S8 dynamic int8 otherwise):
-
-    - full-size default ClapConfig, 8 generated log-mel inputs: 0.966 -> 0.982;
-      10 verify signals: 0.9993 -> 0.9996; cost about +3 ms per window (1 thread).
-    - tiny HTSAT with shifted windows (depths 2-2-2-2): 0.841 -> 0.924. Keeping the
-      whole first stage, the last stage, the projection head, the QKV, the attention
-      output or the MLP layers in fp32 instead gained less (0.83-0.89) for more time.
+    quantisation-sensitive layers: keeping them in fp32 raised the centred
+    int8-vs-fp32 cosine clearly, on the full-size model and on a tiny shifted-window
+    HTSAT, for a small cost in time; keeping other layers in fp32 instead (the first
+    or last stage, the projection head, QKV, attention output or MLP) gained less for
+    more time (measured: benchmarks/README.md, "int8 settings").
 
     The text tower has no such nodes, so this returns [] for it.
     """

@@ -149,6 +149,81 @@ def _fetch(
     os.replace(part, local)
 
 
+def _check_reachable(repo_id: str, ep: str, timeout: float) -> None:
+    """Fail within seconds, naming both ways to get a model, when the hub cannot answer."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelError(_offline_message(repo_id, "HF_HUB_OFFLINE is set"))
+    why = probe(ep, timeout)
+    if why:
+        raise ModelError(_offline_message(repo_id, f"the hub is unreachable ({why})"))
+
+
+def _metadata(url: str, repo_id: str, revision: str, name: str, ep: str, timeout: float) -> Any:
+    """huggingface_hub's metadata (commit, ETag, size) of one file; hub errors -> ModelError."""
+    import huggingface_hub as hf
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        return hf.get_hf_file_metadata(url, timeout=timeout, endpoint=ep)
+    except hf_errors.RepositoryNotFoundError:
+        raise ModelError(
+            f"repository {repo_id} was not found on {ep} (or needs a login: set HF_TOKEN)"
+        ) from None
+    except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError):
+        raise ModelError(
+            f"{repo_id}@{revision} has no file {name}; is it a CLAP ONNX export "
+            "(onnx/audio_model_quantized.onnx, tokenizer.json, ...)?"
+        ) from None
+    except (hf_errors.HfHubHTTPError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(
+            _offline_message(repo_id, f"download of {name} failed ({first})")
+        ) from None
+    except Exception as exc:  # httpx transport errors etc.
+        if not type(exc).__module__.startswith(_NET_MODULES):
+            raise
+        raise ModelError(
+            _offline_message(repo_id, f"download of {name} failed ({type(exc).__name__}: {exc})")
+        ) from None
+
+
+def _download_checked(url: str, local: Path, dest: Path, etag: str, size: int | None,
+                      timeout: float, repo_id: str) -> str:
+    """``local`` downloaded (unless already there) and its sha256, checked against the
+    ETag when that is one; a mismatching file is deleted."""
+    if not _already_there(local, etag, size):
+        _fetch(url, local, dest / ".partial", etag, size, timeout, repo_id)
+    digest = sha256_file(local)
+    if _SHA256.match(etag) and etag != digest:
+        local.unlink(missing_ok=True)
+        raise ModelError(
+            f"downloaded {local} has sha256 {digest} but the hub says {etag}; "
+            "the file was deleted: run `listener model pull` again"
+        )
+    return digest
+
+
+def _pull_manifest(dest: Path, repo_id: str, ep: str, revision: str, commit: str | None,
+                   record: dict[str, Any]) -> dict[str, Any]:
+    """listener.json of a pulled directory: where it came from, what the hub said per file,
+    and the model facts a runtime may want without reading config.json."""
+    manifest: dict[str, Any] = {
+        "source_checkpoint": repo_id,
+        "source": f"{ep}/{repo_id}",
+        "revision": revision,
+        "commit": commit,
+        "exporter_version": None,
+        "downloaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hub_files": record,
+    }
+    view = ModelDir(dest) if (dest / "config.json").is_file() else None
+    if view is not None:
+        manifest["embedding_dim"] = view.embedding_dim
+        manifest["truncation"] = view.truncation
+        manifest["text_max_length"] = view.max_text_length
+    return manifest
+
+
 def pull(
     repo_id: str = DEFAULT_REPO,
     dest: str | Path | None = None,
@@ -159,17 +234,12 @@ def pull(
 ) -> Path:
     """Download ``files`` of ``repo_id`` into ``dest``; returns the (validated) directory."""
     import huggingface_hub as hf
-    from huggingface_hub import errors as hf_errors
 
     dest = Path(dest or Path("models") / repo_id.split("/")[-1]).expanduser()
     if dest.exists() and not dest.is_dir():
         raise ModelError(f"--dir {dest} exists and is not a directory")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise ModelError(_offline_message(repo_id, "HF_HUB_OFFLINE is set"))
     ep = endpoint()
-    why = probe(ep, timeout)
-    if why:
-        raise ModelError(_offline_message(repo_id, f"the hub is unreachable ({why})"))
+    _check_reachable(repo_id, ep, timeout)
     dest.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {}
     commit = None
@@ -177,65 +247,20 @@ def pull(
     for name in files:
         # after the first file, pin the commit so all files come from one snapshot
         url = hf.hf_hub_url(repo_id, name, revision=commit or revision, endpoint=ep)
-        try:
-            meta = hf.get_hf_file_metadata(url, timeout=timeout, endpoint=ep)
-        except hf_errors.RepositoryNotFoundError:
-            raise ModelError(
-                f"repository {repo_id} was not found on {ep} (or needs a login: set HF_TOKEN)"
-            ) from None
-        except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError):
-            raise ModelError(
-                f"{repo_id}@{revision} has no file {name}; is it a CLAP ONNX export "
-                "(onnx/audio_model_quantized.onnx, tokenizer.json, ...)?"
-            ) from None
-        except (hf_errors.HfHubHTTPError, OSError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(
-                _offline_message(repo_id, f"download of {name} failed ({first})")
-            ) from None
-        except Exception as exc:  # httpx transport errors etc.
-            if not type(exc).__module__.startswith(_NET_MODULES):
-                raise
-            raise ModelError(
-                _offline_message(
-                    repo_id, f"download of {name} failed ({type(exc).__name__}: {exc})"
-                )
-            ) from None
+        meta = _metadata(url, repo_id, revision, name, ep, timeout)
         commit = commit or meta.commit_hash
         if commit:
             url = hf.hf_hub_url(repo_id, name, revision=commit, endpoint=ep)
         etag = (meta.etag or "").strip('"').lower()
         local = dest / name
-        if not _already_there(local, etag, meta.size):
-            _fetch(url, local, dest / ".partial", etag, meta.size, timeout, repo_id)
-        digest = sha256_file(local)
-        if _SHA256.match(etag) and etag != digest:
-            local.unlink(missing_ok=True)
-            raise ModelError(
-                f"downloaded {local} has sha256 {digest} but the hub says {etag}; "
-                "the file was deleted: run `listener model pull` again"
-            )
+        digest = _download_checked(url, local, dest, etag, meta.size, timeout, repo_id)
         record[name] = {
             "etag": etag or None,
             "size": meta.size,
             "sha256_checked": bool(_SHA256.match(etag)),
         }
         log(f"{name}: {local.stat().st_size} bytes, sha256 {digest[:16]}...")
-    manifest: dict[str, Any] = {
-        "source_checkpoint": repo_id,
-        "source": f"{ep}/{repo_id}",
-        "revision": revision,
-        "commit": commit,
-        "exporter_version": None,
-        "downloaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hub_files": record,
-    }
-    # model facts a runtime may want without reading config.json
-    tmp_view = ModelDir(dest) if (dest / "config.json").is_file() else None
-    if tmp_view is not None:
-        manifest["embedding_dim"] = tmp_view.embedding_dim
-        manifest["truncation"] = tmp_view.truncation
-        manifest["text_max_length"] = tmp_view.max_text_length
+    manifest = _pull_manifest(dest, repo_id, ep, revision, commit, record)
     with contextlib.suppress(OSError):
         (dest / ".partial").rmdir()  # only when empty
     write_manifest(dest, manifest)

@@ -121,8 +121,6 @@ def verify_model(
     prompts: tuple[str, ...] = PROMPTS,
 ) -> dict[str, Any]:
     """Compare ``precision`` with ``reference`` towers of ``model``; a JSON-able report."""
-    from listener.model.text_tower import TextTower
-
     names, feats = load_inputs(model, audio_files)
     embs = {}
     for p in (reference, precision):
@@ -146,25 +144,37 @@ def verify_model(
             for n, r, c in zip(names, stats["raw"], stats["centred"], strict=True)
         ],
     }
+    _add_prompt_agreement(report, model, embs, threads, prompts)
+    return report
+
+
+def _add_prompt_agreement(report: dict[str, Any], model: ModelDir, embs: dict[str, np.ndarray],
+                          threads: int, prompts: tuple[str, ...]) -> None:
+    """End to end: top-1 prompt of each input with test audio + test text (the reference
+    text tower when the test precision has none) vs reference audio + reference text.
+    Adds nothing when the model has no text tower at the reference precision."""
+    from listener.model.text_tower import TextTower
+
+    precision, reference = report["precision"], report["reference"]
     text_ref = reference if model.has("text", reference) else None
     text_test = precision if model.has("text", precision) else text_ref
-    if text_ref and text_test:
-        vecs = {}
-        for p in {text_ref, text_test}:
-            tt = TextTower(model, p, threads=threads)
-            vecs[p] = tt.embed(list(prompts))
-            tt.close()
-        s_ref = embs[reference] @ vecs[text_ref].T
-        s_test = embs[precision] @ vecs[text_test].T
-        agree = s_ref.argmax(1) == s_test.argmax(1)
-        report["prompts"] = list(prompts)
-        report["text_precision"] = text_test
-        report["top1_agreement"] = float(agree.mean())
-        report["score_max_abs_diff"] = float(np.abs(s_ref - s_test).max())
-        for item, a, b in zip(report["per_input"], s_ref.argmax(1), s_test.argmax(1), strict=True):
-            item["top1_reference"] = prompts[int(a)]
-            item["top1"] = prompts[int(b)]
-    return report
+    if not (text_ref and text_test):
+        return
+    vecs = {}
+    for p in {text_ref, text_test}:
+        tt = TextTower(model, p, threads=threads)
+        vecs[p] = tt.embed(list(prompts))
+        tt.close()
+    s_ref = embs[reference] @ vecs[text_ref].T
+    s_test = embs[precision] @ vecs[text_test].T
+    agree = s_ref.argmax(1) == s_test.argmax(1)
+    report["prompts"] = list(prompts)
+    report["text_precision"] = text_test
+    report["top1_agreement"] = float(agree.mean())
+    report["score_max_abs_diff"] = float(np.abs(s_ref - s_test).max())
+    for item, a, b in zip(report["per_input"], s_ref.argmax(1), s_test.argmax(1), strict=True):
+        item["top1_reference"] = prompts[int(a)]
+        item["top1"] = prompts[int(b)]
 
 
 def format_report(r: dict[str, Any]) -> str:
