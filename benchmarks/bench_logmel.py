@@ -32,18 +32,9 @@ TARGET_RATIO = 0.10
 TARGET_STREAM_DB = 1e-4
 TARGET_REF_DB = 1e-3
 
-UNFUSED = {
-    "feature_size": 64,
-    "fft_window_size": 1024,
-    "frequency_max": 14000,
-    "frequency_min": 50,
-    "hop_length": 480,
-    "max_length_s": 10,
-    "padding": "repeatpad",
-    "sampling_rate": 48000,
-    "top_db": None,
-    "truncation": "rand_trunc",
-}
+# laion/clap-htsat-unfused preprocessor_config.json as published (models/ keeps it)
+UNFUSED = json.loads((Path(__file__).resolve().parent.parent / "models" / "clap-htsat-unfused.json")
+                     .read_text())["preprocessor_config"]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

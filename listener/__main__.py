@@ -13,8 +13,8 @@ import os
 import sys
 
 # The feature extractor's matmuls are small: threaded OpenBLAS only adds spinning threads
-# that burn CPU between windows (measured: 79 -> 21 ms for the reference extractor under
-# load). onnxruntime has its own thread pool. Must be set before numpy is imported.
+# that burn CPU between windows (benchmarks/README.md). onnxruntime has its own thread
+# pool. Must be set before numpy is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from listener import __version__

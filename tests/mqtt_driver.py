@@ -56,6 +56,16 @@ def publisher(cfg: MqttConfig, names: list[str], state_dir: Path, model_id: str 
                          files.published_discovery, on_command=on_command)
 
 
+def started(cfg: MqttConfig, names: list[str], state_dir: Path
+            ) -> tuple[MqttPublisher, Feed]:
+    """A started publisher that has seen the present state, and the feed for its results."""
+    pub = publisher(cfg, names, state_dir)
+    feed = Feed(names)
+    pub.on_result(feed.snapshot())
+    pub.start()
+    return pub, feed
+
+
 class Feed:
     """The results a detector would hand the publisher for triggers ``names`` (test data):
     states follow the events fed, scores and level come with windows."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,29 +27,9 @@ from listener.model.streaming_logmel import StreamingLogMel
 TOL_DB = 1e-3  # parity with ClapFeatureExtractor
 STREAM_TOL_DB = 1e-4  # the sliding path equals a full recompute
 
-# laion/clap-htsat-unfused preprocessor_config.json (as published)
-UNFUSED = {
-    "chunk_length_s": 10,
-    "feature_extractor_type": "ClapFeatureExtractor",
-    "feature_size": 64,
-    "fft_window_size": 1024,
-    "frequency_max": 14000,
-    "frequency_min": 50,
-    "hop_length": 480,
-    "max_length_s": 10,
-    "n_fft": 1024,
-    "nb_frequency_bins": 513,
-    "nb_max_frames": 1000,
-    "nb_max_samples": 480000,
-    "padding": "repeatpad",
-    "padding_side": "right",
-    "padding_value": 0.0,
-    "processor_class": "ClapProcessor",
-    "return_attention_mask": False,
-    "sampling_rate": 48000,
-    "top_db": None,
-    "truncation": "rand_trunc",
-}
+# laion/clap-htsat-unfused preprocessor_config.json as published (models/ keeps it)
+UNFUSED = json.loads((Path(__file__).resolve().parent.parent / "models" / "clap-htsat-unfused.json")
+                     .read_text())["preprocessor_config"]
 SR = 48_000
 N = 480_000
 

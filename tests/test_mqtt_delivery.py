@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from listener.mqtt.spool import Spool
 from listener.service.state_files import StateDir
 from tests.fixtures_broker import mqtt_config, wait_until
-from tests.mqtt_driver import Feed, make_pair, publisher
+from tests.mqtt_driver import Feed, make_pair, publisher, started
 
 BASE = "listener/testdev"
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +52,7 @@ def spooled(state_dir: Path) -> int:
 
 def test_outage_delivers_every_event_once_in_order(mosquitto, mqtt_subscriber, tmp_path) -> None:
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
-    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
-    feed = Feed(["smoke"])
-    sink.on_result(feed.snapshot())
-    sink.start()
+    sink, feed = started(mqtt_config(mosquitto), ["smoke"], tmp_path)
     try:
         events = make_pair("smoke", 0.0)
         for ev in events:

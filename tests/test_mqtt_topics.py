@@ -14,17 +14,14 @@ from listener.service.commands import Commands, parse_switch
 from listener.service.state_files import StateDir
 from listener.service.switches import SwitchStore
 from tests.fixtures_broker import mqtt_config
-from tests.mqtt_driver import Feed, make_pair, publisher
+from tests.mqtt_driver import Feed, make_pair, publisher, started
 
 BASE = "listener/testdev"
 
 
 def test_state_event_score_level_stats(mosquitto, mqtt_subscriber, tmp_path) -> None:
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
-    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
-    feed = Feed(["smoke"])
-    sink.on_result(feed.snapshot())
-    sink.start()
+    sink, feed = started(mqtt_config(mosquitto), ["smoke"], tmp_path)
     try:
         sub.wait_topic(f"{BASE}/availability", accept=lambda m: m.text == "online")
         sub.wait_topic(f"{BASE}/smoke/state", accept=lambda m: m.text == "OFF")
@@ -177,10 +174,7 @@ def test_local_setup_problems_are_user_errors(tmp_path) -> None:
 def test_fast_transitions_are_all_published_in_order(mosquitto, mqtt_subscriber, tmp_path):
     """A file scan runs faster than real time: a short detection must still show ON, OFF."""
     sub = mqtt_subscriber(mosquitto, f"{BASE}/smoke/state")
-    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
-    feed = Feed(["smoke"])
-    sink.on_result(feed.snapshot())
-    sink.start()
+    sink, feed = started(mqtt_config(mosquitto), ["smoke"], tmp_path)
     try:
         sub.wait_topic(f"{BASE}/smoke/state", accept=lambda m: m.text == "OFF")
         for i in range(3):

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from listener.audio.sources import (
-    FileSource,
-    MicSource,
-    StdinSource,
-    make_source,
-    resolve_device,
-)
+from listener.audio.mic import MicSource, resolve_device
+from listener.audio.sources import FileSource, StdinSource, make_source
 from listener.config.schema import SourceConfig
 from listener.errors import AudioError
 
@@ -209,11 +204,11 @@ class FakeSdFull(FakeSd):
 def test_devices_command_lists_inputs_or_says_none(monkeypatch, capsys):
     import argparse
 
-    import listener.audio.sources
+    import listener.audio.mic
     from listener.cli import devices
 
     sd = FakeSdFull([dev("USB Mic", 1), dev("HDMI out", 0), dev("ReSpeaker", 4)])
-    monkeypatch.setattr(listener.audio.sources, "import_sounddevice", lambda: sd)
+    monkeypatch.setattr(listener.audio.mic, "import_sounddevice", lambda: sd)
     assert devices.run(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "USB Mic (ALSA)" in out and "ReSpeaker" in out and "HDMI" not in out

@@ -3,8 +3,9 @@
 Windows end on multiples of the hop (absolute sample index ``k * hop``). When
 inference keeps up, every window is scored. When it falls behind, only the
 NEWEST due window is scored and the ones in between are counted as skipped:
-nothing is ever queued, so memory stays flat and the newest audio wins.
-Scans of files run in ``catch_up`` mode, which returns every due window in order.
+nothing is ever queued, so memory stays flat and the newest audio wins
+(:meth:`HopScheduler.take_newest`, for live sources). Scans of files take every due
+window in order instead (:meth:`HopScheduler.take_next`).
 """
 
 from __future__ import annotations

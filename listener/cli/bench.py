@@ -11,14 +11,17 @@ import argparse
 import json
 import sys
 
+from listener.cli import add_command, add_config_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
+    p = add_command(
+        sub, "bench",
         help="measure per-window latency, the shortest sustainable hop and memory on this device",
         description="Measure the per-window work of the daemon (log-mel of one hop + the "
         "audio tower) on generated audio: latency, shortest hop sustainable with 50%% "
         "headroom, peak RSS, execution provider and CPU instruction set.",
+        func=run,
     )
     p.add_argument(
         "--model",
@@ -26,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model directory (default: model.dir of --config / the found config, else "
         "models/clap-htsat-unfused)",
     )
-    p.add_argument("--config", "-c", metavar="FILE", help="take model settings from this config")
+    add_config_option(p, "take model settings from this config")
     p.add_argument("--precision", choices=("int8", "fp32", "fp16"), help="default: config or int8")
     p.add_argument(
         "--provider", choices=("cpu", "cuda", "tensorrt"), help="default: config or cpu"
@@ -35,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=20, help="windows to time (default 20)")
     p.add_argument("--hop", type=float, default=1.0, metavar="S", help="hop in seconds (1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run)
 
 
 def _model_settings(args: argparse.Namespace) -> tuple[str, str, str, int]:

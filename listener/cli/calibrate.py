@@ -13,14 +13,14 @@ import argparse
 import sys
 import threading
 
+from listener.cli import add_command, add_config_option, doc_body
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "calibrate",
-        help="propose thresholds from background audio for a false-alarm budget",
-        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
-    )
-    p.add_argument("--config", metavar="FILE", help="config file (default: search path)")
+    p = add_command(sub, "calibrate",
+                    help="propose thresholds from background audio for a false-alarm budget",
+                    description=doc_body(__doc__), func=run)
+    add_config_option(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--seconds", type=float, metavar="N",
                      help="record N seconds of background from the configured live source")
@@ -32,7 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="safety margin added to the lowest fitting threshold (default 0.02)")
     p.add_argument("--write", action="store_true",
                    help="write the proposal into the config file (backup first)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,23 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 
+from listener.cli import CONFIG_SEARCH, add_command, add_config_option
 from listener.config.loader import find_config, load_config, masked_dump
 from listener.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "check-config",
+    p = add_command(
+        sub, "check-config",
         help="validate the config file and print it resolved (secrets masked)",
         description="Validate the config file. Exit 0 and print the resolved config, "
         "or exit 2 and print every problem with its file, line and key path. "
-        "Search order: --config, $LISTENER_CONFIG, /etc/listener/config.yaml, ./config.yaml.",
+        f"Search order: --config, {CONFIG_SEARCH}.",
+        func=run,
     )
-    p.add_argument("--config", "-c", metavar="FILE", help="config file to check")
+    add_config_option(p, "config file to check")
     p.add_argument(
         "--quiet", "-q", action="store_true", help="print nothing when the config is valid"
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

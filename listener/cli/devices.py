@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from listener.cli import add_command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list audio input devices (for source.device)")
-    p.set_defaults(func=run)
+    add_command(sub, "devices", help="list audio input devices (for source.device)", func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.audio.sources import import_sounddevice, input_devices
+    from listener.audio.mic import import_sounddevice, input_devices
 
     sd = import_sounddevice()
     devices = input_devices(sd)

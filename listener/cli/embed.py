@@ -14,16 +14,16 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from listener.cli import add_command
+
 if TYPE_CHECKING:
     from listener.model.modeldir import ModelDir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "embed",
-        help="print CLAP embeddings of texts or audio files (JSON lines)",
-        description="Print L2-normalised CLAP embeddings, one JSON object per input.",
-    )
+    p = add_command(sub, "embed", help="print CLAP embeddings of texts or audio files (JSON lines)",
+                    description="Print L2-normalised CLAP embeddings, one JSON object per input.",
+                    func=run)
     p.add_argument("--model", required=True, help="model directory")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", nargs="+", metavar="T", help="texts to embed")
@@ -41,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="JSON lines (the default and only format; accepted for scripts)",
     )
-    p.set_defaults(func=run)
 
 
 def _emit(obj: dict) -> None:

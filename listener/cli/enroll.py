@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from listener.audio.decode import SAMPLE_RATE
+from listener.cli import add_command, add_config_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "enroll",
-        help="record (or cut from a file) an example clip for a trigger",
+    p = add_command(
+        sub, "enroll", help="record (or cut from a file) an example clip for a trigger",
         description="Record NAME.wav from the microphone, or cut it from a file, for use in a "
-        "trigger's 'examples' list.",
+        "trigger's 'examples' list.", func=run,
     )
     p.add_argument("name", metavar="NAME", help="name of the example (file NAME.wav)")
     p.add_argument("--seconds", type=float, help="record this many seconds from the microphone")
@@ -29,13 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="src", metavar="FILE", help="cut the example from this file")
     p.add_argument("--start", type=float, help="start of the cut, seconds (with --from)")
     p.add_argument("--end", type=float, help="end of the cut, seconds (with --from)")
-    p.add_argument("--config", "-c", help="config file (for source.device when recording)")
+    add_config_option(p, "config file (for source.device when recording)")
     p.add_argument("--device", help="input device index or name (overrides the config)")
-    p.set_defaults(func=run)
 
 
 def _record(seconds: float, device: str | int | None) -> np.ndarray:
-    from listener.audio.sources import MicSource
+    from listener.audio.mic import MicSource
 
     mic = MicSource(device)
     mic.open()

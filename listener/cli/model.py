@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 
+from listener.cli import add_command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "model",
+    p = add_command(
+        sub, "model",
         help="export, download, verify or describe a CLAP model directory",
         description="Get a CLAP ONNX model directory (export a checkpoint or pull a published "
         "export) and check how far its int8 towers are from fp32.",

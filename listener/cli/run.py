@@ -9,29 +9,31 @@ from __future__ import annotations
 
 import argparse
 
+from listener.cli import CONFIG_SEARCH, add_command, add_config_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
+    p = add_command(
+        sub, "run",
         help="run the daemon: listen, detect, publish events (Ctrl-C or SIGTERM to stop)",
         description="Listen to the configured source and publish events. "
-        "Config search order: --config, $LISTENER_CONFIG, /etc/listener/config.yaml, "
-        "./config.yaml. SIGHUP reloads the config (a broken file is rejected and the old "
-        "one keeps running); SIGTERM/SIGINT flush events and exit 0.",
+        f"Config search order: --config, {CONFIG_SEARCH}. SIGHUP reloads the config (a broken "
+        "file is rejected and the old one keeps running); SIGTERM/SIGINT flush events and "
+        "exit 0.",
+        func=run,
     )
-    p.add_argument("--config", "-c", metavar="FILE", help="config file")
+    add_config_option(p)
     p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help="override logging.level from the config",
     )
-    p.set_defaults(func=run)
 
 
 def _limit_malloc() -> None:
     """glibc: 2 malloc arenas (not 8 per core) and big blocks via mmap, so memory freed
-    after each window returns to the OS; daemon peak RSS ~212 -> ~160 MB measured with
-    benchmarks/bench_daemon.py (with onnxruntime's arena off). No-op off glibc."""
+    after each window returns to the OS instead of staying in the heap (with
+    onnxruntime's arena off; benchmarks/README.md has the numbers). No-op off glibc."""
     import ctypes
 
     try:
@@ -44,8 +46,8 @@ def _limit_malloc() -> None:
 
 def _import_structlog_without_rich() -> None:
     """structlog imports rich (and pygments) at import time, only to pretty-print
-    tracebacks on a terminal; the daemon never needs that: daemon peak RSS -3.5 MB
-    (benchmarks/bench_daemon.py: 139.5-139.9 -> 136.2-136.4 MB). rich stays importable
+    tracebacks on a terminal; the daemon never needs that, and the memory it costs
+    shows in the daemon's peak RSS (benchmarks/README.md). rich stays importable
     afterwards; no-op when structlog is already imported (e.g. in-process tests)."""
     import sys
 

@@ -16,20 +16,21 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from listener.cli import add_command, add_config_option
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "scan",
+    p = add_command(
+        sub, "scan",
         help="run the detection pipeline over an audio file and print events",
         description="Run the same pipeline as the daemon over FILE (wav/flac/ogg, any rate "
         "and channel count) and print start/end events.",
+        func=run,
     )
     p.add_argument("file", metavar="FILE", help="audio file to scan")
-    p.add_argument("--config", "-c", help="config file (default: $LISTENER_CONFIG, "
-                   "/etc/listener/config.yaml, ./config.yaml)")
+    add_config_option(p)
     p.add_argument("--model", metavar="DIR", help="model directory (overrides model.dir)")
     p.add_argument("--jsonl", action="store_true", help="print JSON lines instead of a timeline")
     p.add_argument("--scores", action="store_true", help="also print every window's scores")
@@ -37,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pace the file like a microphone (default: as fast as possible)")
     p.add_argument("--plot", metavar="OUT.png", help="also draw every trigger's score timeline "
                    "to a PNG (needs: pip install 'listener[plot]')")
-    p.set_defaults(func=run)
 
 
 def _clock(t: float) -> str:

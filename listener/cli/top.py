@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import argparse
 
+from listener.cli import add_command, add_config_option, doc_body
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "top",
-        help="live view of scores, thresholds and trigger states",
-        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
-    )
-    p.add_argument("--config", metavar="FILE", help="config file (default: search path)")
+    p = add_command(sub, "top", help="live view of scores, thresholds and trigger states",
+                    description=doc_body(__doc__), func=run)
+    add_config_option(p)
     p.add_argument("--prompts", nargs="+", default=[], metavar="TEXT",
                    help='extra prompts to score live, e.g. --prompts "a dog barking" "a doorbell"')
     p.add_argument("--source", metavar="SRC",
                    help="override the config's source: mic, stdin or file:PATH")
     p.add_argument("--width", type=int, metavar="COLS",
                    help="frame width (default: terminal width, 80 when piped)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

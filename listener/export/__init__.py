@@ -1,5 +1,7 @@
-"""Turning a transformers CLAP checkpoint into a model directory (the `export` extra).
+"""Getting and checking a model directory: export a transformers CLAP checkpoint (the
+`export` extra: exporter, trace, htsat, optimize, quantize), pull a published export
+(pull), compare int8 with fp32 (verify) and time the per-window work (bench).
 
 Nothing here is imported by the daemon: torch and transformers are loaded lazily
-inside :func:`listener.export.exporter.export_model`.
+inside the export path.
 """

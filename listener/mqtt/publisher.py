@@ -3,9 +3,10 @@
 Why it is built this way:
 
 - The audio path must never wait for the network. ``on_result`` only writes events to
-  the SQLite spool (listener/mqtt/spool.py), notes what changed and wakes one worker
-  thread, which is the only code that publishes. paho's callbacks (listener/mqtt/
-  client.py) only record and wake, so no lock is held across a call into paho.
+  the SQLite spool (listener/mqtt/spool.py), notes what changed in the outbox
+  (listener/mqtt/outbox.py) and wakes one worker thread, which is the only code that
+  publishes. paho's callbacks (listener/mqtt/client.py) only record and wake, so no
+  lock is held across a call into paho.
 - Nothing is lost to outages: spooled events are published QoS 1 in spool order and
   deleted when the broker's PUBACK arrives. paho keeps unacknowledged messages across
   reconnects; after a restart the worker re-sends the whole spool, with the events'
@@ -38,9 +39,11 @@ import structlog
 
 from listener.config.schema import MqttConfig, TriggerConfig
 from listener.detect.detector import DetectorResult
+from listener.detect.events import Event
 from listener.errors import UserError
 from listener.mqtt.client import MqttClient
 from listener.mqtt.discovery import discovery_configs, encode, load_published, save_published
+from listener.mqtt.outbox import Outbox
 from listener.mqtt.spool import Spool
 from listener.mqtt.topics import (
     availability_topic,
@@ -59,7 +62,6 @@ MAX_INFLIGHT = 100  # spooled events handed to paho at once (the rest wait in SQ
 CLOSE_FLUSH_SECONDS = 2.0
 HA_STATUS_MAX_DELAY = 0.5  # random delay before re-sending discovery when HA comes online
 PRUNE_INTERVAL = 600.0
-MAX_TRANSITIONS = 256  # state changes kept between two worker steps
 
 OnCommand = Callable[[str, str, bytes, str], None]  # trigger, command, payload, topic
 
@@ -85,22 +87,9 @@ class MqttPublisher:
         self._on_command = on_command
         self._base = base_topic(config)
 
-        self._lock = threading.Lock()  # guards the shared state below; never held in paho
-        self._triggers = list(triggers)
-        self._latest: DetectorResult | None = None
-        self._transitions: list[tuple[str, bool]] = []
-        self._last_score: dict[str, float] = {}
-        self._pending_scores: dict[str, float] = {}
-        self._last_level: float | None = None
-        self._pending_level: float | None = None
-        self._pending_stats: dict[str, Any] | None = None
-        self._volatile: list[tuple[str, str]] = []  # events the spool could not store
-        self._removed: set[str] = set()
-        self._conn_gen = 0
-        self._discovery_due: float | None = None
+        self._outbox = Outbox(config, triggers)
 
         # Worker-only state: what was published on this connection.
-        self._seen_gen = 0
         self._pub_state: dict[str, bool] = {}
         self._pub_enabled: dict[str, bool] = {}
         self._inflight: dict[int, int] = {}  # mid -> spool seq
@@ -148,19 +137,10 @@ class MqttPublisher:
         payloads = [(ev, json.dumps({**ev.to_dict(), "event_type": ev.type},
                                     separators=(",", ":"))) for ev in result.events]
         volatile = [(ev.trigger, text) for ev, text in payloads if not self._spooled(ev, text)]
-        with self._lock:
-            known = {t.name for t in self._triggers}
-            self._volatile += volatile
-            for ev, _ in payloads:
-                if ev.trigger in known:
-                    self._transitions.append((ev.trigger, ev.type == "start"))
-            del self._transitions[:-MAX_TRANSITIONS]
-            self._latest = result
-            if result.window is not None:
-                self._note_scores(result, known)
+        self._outbox.add_result(result, volatile)
         self._wake.set()
 
-    def _spooled(self, event: Any, text: str) -> bool:
+    def _spooled(self, event: Event, text: str) -> bool:
         """Write one event to the spool (durable on return); False if the disk refused."""
         try:
             self._spool.add(event.id, event.trigger, text)
@@ -173,37 +153,17 @@ class MqttPublisher:
             )
             return False
 
-    def _note_scores(self, result: DetectorResult, known: set[str]) -> None:
-        """Scores and level that moved enough to publish (caller holds ``_lock``)."""
-        for t in result.triggers:
-            last = self._last_score.get(t.name)
-            if t.name in known and (last is None or abs(t.score - last) > self.config.score_delta):
-                self._last_score[t.name] = self._pending_scores[t.name] = t.score
-        assert result.window is not None
-        level = float(result.window.level_dbfs)
-        if self._last_level is None or abs(level - self._last_level) > self.config.level_delta_db:
-            self._last_level = self._pending_level = level
-
     def publish_stats(self, stats: dict[str, Any]) -> None:
         data = dict(stats)
         try:
             data.setdefault("spool_depth", self._spool.count())
         except sqlite3.Error:
             data.setdefault("spool_depth", None)
-        with self._lock:
-            self._pending_stats = data
+        self._outbox.add_stats(data)
         self._wake.set()
 
     def update_triggers(self, triggers: Sequence[TriggerConfig]) -> None:
-        with self._lock:
-            old = {t.name for t in self._triggers}
-            new = {t.name for t in triggers}
-            self._triggers = list(triggers)
-            for name in old - new:
-                self._last_score.pop(name, None)
-                self._pending_scores.pop(name, None)
-            self._removed = (self._removed | (old - new)) - new
-            self._discovery_due = time.monotonic()
+        self._outbox.set_triggers(triggers)
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -211,9 +171,7 @@ class MqttPublisher:
         deadline = time.monotonic() + timeout
         with self._flushed:
             while True:
-                with self._lock:
-                    volatile = bool(self._volatile)
-                if not volatile and self._spool.count() == 0:
+                if not self._outbox.has_volatile() and self._spool.count() == 0:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -239,11 +197,7 @@ class MqttPublisher:
 
     def _connected(self) -> None:
         log.info("mqtt connected", broker=self._client.broker, spooled=self._spool.count())
-        with self._lock:
-            self._conn_gen += 1
-            self._last_score.clear()
-            self._last_level = None
-            self._discovery_due = time.monotonic()
+        self._outbox.connected()
         self._wake.set()
 
     def _acked_mid(self, mid: int) -> None:
@@ -255,9 +209,7 @@ class MqttPublisher:
         if self.config.discovery.enabled and topic == status_topic(self.config):
             if payload.strip().lower() == b"online":
                 log.info("Home Assistant came online; re-sending discovery")
-                with self._lock:
-                    self._discovery_due = time.monotonic() + random.uniform(
-                        0.0, HA_STATUS_MAX_DELAY)
+                self._outbox.discovery_after(random.uniform(0.0, HA_STATUS_MAX_DELAY))
                 self._wake.set()
             return
         command = parse_command(self.config, topic)
@@ -270,9 +222,8 @@ class MqttPublisher:
         last_prune = time.monotonic()
         failures: set[str] = set()  # log each kind of worker failure once, with traceback
         while not self._stop.is_set():
-            with self._lock:
-                due = self._discovery_due
-            timeout = 0.5 if due is None else max(0.0, min(0.5, due - time.monotonic()))
+            due = self._outbox.seconds_to_discovery()
+            timeout = 0.5 if due is None else min(0.5, due)
             self._wake.wait(timeout)
             self._wake.clear()
             if self._stop.is_set():
@@ -307,63 +258,39 @@ class MqttPublisher:
             with self._flushed:
                 self._flushed.notify_all()
 
-    def _take(self) -> dict[str, Any]:
-        """Everything pending, taken under the lock in one go."""
-        now = time.monotonic()
-        with self._lock:
-            new_conn = self._conn_gen != self._seen_gen
-            self._seen_gen = self._conn_gen
-            discovery = self._discovery_due is not None and now >= self._discovery_due
-            if discovery:
-                self._discovery_due = None
-            latest = self._latest
-            known = [t.name for t in self._triggers]
-            taken = {
-                "new_conn": new_conn, "discovery": discovery, "triggers": list(self._triggers),
-                "states": {t.name: (t.active, t.enabled) for t in latest.triggers
-                           if t.name in known} if latest else {},
-                "transitions": self._transitions, "removed": self._removed,
-                "scores": self._pending_scores, "level": self._pending_level,
-                "stats": self._pending_stats, "volatile": self._volatile,
-            }
-            self._transitions, self._removed, self._pending_scores = [], set(), {}
-            self._pending_level = self._pending_stats = None
-            self._volatile = []
-        return taken
-
     def _step(self) -> None:
         self._reap()
         if not self._client.is_connected():
             return
-        p = self._take()
+        p = self._outbox.take()
         cfg = self.config
-        if p["new_conn"]:
+        if p.new_connection:
             self._pub_state.clear()
             self._pub_enabled.clear()
             self._publish(availability_topic(cfg), "online", qos=1, retain=True)
-        for name in p["removed"]:  # clear the retained state of a trigger that is gone
+        for name in p.removed:  # clear the retained state of a trigger that is gone
             self._pub_state.pop(name, None)
             self._pub_enabled.pop(name, None)
             self._publish(trigger_topic(cfg, name, "state"), b"", qos=1, retain=True)
             self._publish(trigger_topic(cfg, name, "enabled"), b"", qos=1, retain=True)
-        if p["discovery"]:
-            self._publish_discovery(p["triggers"])
-        if not p["new_conn"]:
-            for name, on in p["transitions"]:
+        if p.discovery:
+            self._publish_discovery(p.triggers)
+        if not p.new_connection:
+            for name, on in p.transitions:
                 self._publish_state(name, "state", on, self._pub_state, force=True)
-        for name, (active, enabled) in p["states"].items():
+        for name, (active, enabled) in p.states.items():
             self._publish_state(name, "state", active, self._pub_state)
             self._publish_state(name, "enabled", enabled, self._pub_enabled)
-        for name, score in p["scores"].items():
+        for name, score in p.scores.items():
             self._publish(trigger_topic(cfg, name, "score"), f"{score:.4f}")
-        if p["level"] is not None:
-            self._publish(level_topic(cfg), f"{p['level']:.1f}")
-        if p["stats"] is not None:
-            self._publish(stats_topic(cfg), json.dumps(p["stats"], separators=(",", ":")),
+        if p.level is not None:
+            self._publish(level_topic(cfg), f"{p.level:.1f}")
+        if p.stats is not None:
+            self._publish(stats_topic(cfg), json.dumps(p.stats, separators=(",", ":")),
                           retain=True)
-        for trigger, text in p["volatile"]:
+        for trigger, text in p.volatile:
             self._publish(trigger_topic(cfg, trigger, "event"), text, qos=1)
-        if p["volatile"]:
+        if p.volatile:
             with self._flushed:
                 self._flushed.notify_all()
         self._submit_spool()

@@ -280,7 +280,7 @@ def propose(
     )
 
 
-# --- collecting background scores through the real engine -------------------------------
+# --- collecting background scores through the real pipeline -------------------------------
 
 
 def streams_from_recording(rec, names: Sequence[str]) -> dict[str, Stream]:
@@ -290,6 +290,24 @@ def streams_from_recording(rec, names: Sequence[str]) -> dict[str, Stream]:
     return {n: Stream(starts, ends, rec.scores(n)) for n in names}
 
 
+def _background_sources(cfg, files: Sequence[str | Path], seconds: float | None) -> list:
+    """One FileSource per file, opened (checked) before the model loads; or [None] for
+    the configured live source (the microphone unless the config says stdin)."""
+    from listener.audio.sources import FileSource
+    from listener.config.schema import SourceConfig
+
+    if files:
+        sources = [FileSource(Path(f), realtime=False) for f in files]
+        for src in sources:
+            src.open()  # a missing or undecodable file fails before any scoring
+        return sources
+    if seconds is None or seconds <= 0:
+        raise UserError(f"--seconds must be greater than 0, got {seconds}")
+    if cfg.source.type == "file":
+        cfg.source = SourceConfig(type="mic")
+    return [None]
+
+
 def collect(
     config,
     files: Sequence[str | Path] = (),
@@ -297,18 +315,15 @@ def collect(
     stop=None,
     on_progress=None,
 ) -> dict[str, list[Stream]]:
-    """Score background audio through the Pipeline; returns per-trigger streams.
+    """Score background audio through the pipeline; returns per-trigger streams.
 
-    ``files``: each file is its own stream (no window spans two files); every file is
-    opened (checked) before the model loads. ``seconds``: the configured live source
-    (the microphone unless the config says stdin), stopped once ``seconds`` of audio
-    have been scored. Hysteresis runs as usual inside the detector but is irrelevant:
-    only raw scores are kept, and clips are switched off so calibration writes nothing.
+    ``files``: each file is its own stream (no window spans two files). ``seconds``: the
+    configured live source, stopped once ``seconds`` of audio have been scored.
+    Hysteresis runs as usual inside the detector but is irrelevant: only raw scores are
+    kept, and clips are switched off so calibration writes nothing.
     """
     import threading
 
-    from listener.audio.sources import FileSource
-    from listener.config.schema import SourceConfig
     from listener.service.assemble import build_pipeline, load_model, require_triggers
     from listener.tuning.recorder import ScoreRecorder
 
@@ -317,18 +332,7 @@ def collect(
     stop = stop or threading.Event()
     cfg = config.model_copy(deep=True)
     cfg.clips.enabled = False
-    sources: list[object | None] = []
-    if files:
-        for f in files:
-            src = FileSource(Path(f), realtime=False)
-            src.open()  # a missing or undecodable file fails before any scoring
-            sources.append(src)
-    else:
-        if seconds is None or seconds <= 0:
-            raise UserError(f"--seconds must be greater than 0, got {seconds}")
-        if cfg.source.type == "file":
-            cfg.source = SourceConfig(type="mic")
-        sources.append(None)  # the configured live source
+    sources = _background_sources(cfg, files, seconds)
     out: dict[str, list[Stream]] = {n: [] for n in names}
     stack = None  # the model, loaded once for every file
 
@@ -342,17 +346,16 @@ def collect(
     for src in sources:
         if stop.is_set():
             if src is not None:
-                src.close()  # type: ignore[attr-defined]
+                src.close()
             continue
         rec = ScoreRecorder(on_update=progress)
         stack = stack or load_model(cfg)
-        pipe = build_pipeline(cfg, [rec], source=src, stack=stack)  # type: ignore[arg-type]
+        pipe = build_pipeline(cfg, [rec], source=src, stack=stack)
         pipe.open()
         try:
             pipe.run(stop)
         except KeyboardInterrupt:  # Ctrl-C ends a live recording early: keep what we have
             stop.set()
-        rec.close()
         for n, st in streams_from_recording(rec.recording(), names).items():
             if len(st.scores):
                 out[n].append(st)

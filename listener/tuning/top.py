@@ -191,56 +191,51 @@ def _num(x: float, fmt: str) -> str:
     return format(x, fmt) if math.isfinite(x) else "-"
 
 
-def render_frame(snap: TopSnapshot, width: int = 80, ansi: bool = False) -> str:
-    """The whole view as text, ``width`` columns wide (no trailing newline).
-
-    Pure: the same snapshot and width always give the same string. ``ansi`` adds
-    colour only; the plain text is identical apart from the escape codes.
-    """
-    width = max(50, width)
-    rows: list[str] = []
+def _header(snap: TopSnapshot, width: int, ansi: bool) -> list[str]:
     head = (
         f"{snap.title}  t={snap.time:.1f} s  windows {snap.windows}  "
         f"skipped {snap.skipped_windows}  gated {snap.gated_windows}  "
         f"inference {_num(snap.inference_ms, '.0f')} ms  RTF {_num(snap.real_time_factor, '.2f')}"
     )
-    rows.append(_paint(head[:width], _BOLD, ansi))
+    rows = [_paint(head[:width], _BOLD, ansi)]
     if snap.model:
         rows.append(f"model {snap.model}"[:width])
-
     # level meter: -90 .. 0 dBFS, '|' marks the gate (windows below it are not scored)
     label = f"level {snap.level_dbfs:6.1f} dBFS "
     tail = f" gate {snap.gate_dbfs:.0f}"
     bw = width - len(label) - len(tail) - 2
     bar = _bar(snap.level_dbfs, LEVEL_FLOOR, 0.0, bw, [(snap.gate_dbfs, "|")])
     gated = snap.level_dbfs < snap.gate_dbfs
-    rows.append(label + _paint(bar, _DIM if gated else _CYAN, ansi) + tail)
-    rows.append("")
+    return [*rows, label + _paint(bar, _DIM if gated else _CYAN, ansi) + tail, ""]
 
+
+def _state(t: TriggerView) -> tuple[str, str]:
+    """The state column and its colour."""
+    if not t.enabled:
+        return "disabled", _DIM
+    if t.active:
+        return "ON", _RED + _BOLD
+    if t.cooldown_left > 0:
+        return f"cooling {t.cooldown_left:.0f}s", _YELLOW
+    if t.run > 0:
+        return f"arming {t.run}/{t.on_windows}", _YELLOW
+    return "off", ""
+
+
+def _trigger_rows(snap: TopSnapshot, width: int, ansi: bool) -> list[str]:
     name_w = max([len("trigger")] + [len(t.name) for t in snap.triggers])
     name_w = min(name_w, max(8, width // 4))
     state_w = 14
     bw = width - name_w - 1 - 6 - 1 - 2 - 1 - state_w
     scale = snap.score_scale
-    rows.append(
+    rows = [
         f"{'trigger':<{name_w}} {'score':>6} "
         + f"0{'':<{max(0, bw + 1 - len(format(scale, 'g')))}}{scale:g}"
         + f"  {'state':<{state_w}}"
-    )
+    ]
     for t in snap.triggers:
-        if not t.enabled:
-            state, code = "disabled", _DIM
-        elif t.active:
-            state, code = "ON", _RED + _BOLD
-        elif t.cooldown_left > 0:
-            state, code = f"cooling {t.cooldown_left:.0f}s", _YELLOW
-        elif t.run > 0:
-            state, code = f"arming {t.run}/{t.on_windows}", _YELLOW
-        else:
-            state, code = "off", ""
-        bar = _bar(
-            t.score, 0.0, scale, bw, [(t.off_threshold, ":"), (t.on_threshold, "|")]
-        )
+        state, code = _state(t)
+        bar = _bar(t.score, 0.0, scale, bw, [(t.off_threshold, ":"), (t.on_threshold, "|")])
         over = math.isfinite(t.score) and t.score >= t.on_threshold
         rows.append(
             f"{t.name[:name_w]:<{name_w}} {_num(t.score, '6.3f'):>6} "
@@ -249,8 +244,11 @@ def render_frame(snap: TopSnapshot, width: int = 80, ansi: bool = False) -> str:
             + _paint(f"{state:<{state_w}}", code, ansi)
         )
     rows.append(f"{'':<{name_w}}        ('|' on threshold, ':' off threshold)"[:width])
-    rows.append("")
-    rows.append("best-matching prompts now")
+    return rows
+
+
+def _prompt_rows(snap: TopSnapshot, width: int) -> list[str]:
+    rows = ["", "best-matching prompts now"]
     if not snap.prompts:
         rows.append("  (none scored yet)")
     for p in snap.prompts:
@@ -258,6 +256,18 @@ def render_frame(snap: TopSnapshot, width: int = 80, ansi: bool = False) -> str:
         text_w = width - 2 - 6 - 2 - len(owner) - 1
         text = p.text if len(p.text) <= text_w else p.text[: max(1, text_w - 3)] + "..."
         rows.append(f"  {p.score:6.3f}  {text:<{text_w}} {owner}")
+    return rows
+
+
+def render_frame(snap: TopSnapshot, width: int = 80, ansi: bool = False) -> str:
+    """The whole view as text, ``width`` columns wide (no trailing newline).
+
+    Pure: the same snapshot and width always give the same string. ``ansi`` adds
+    colour only; the plain text is identical apart from the escape codes.
+    """
+    width = max(50, width)
+    rows = [*_header(snap, width, ansi), *_trigger_rows(snap, width, ansi),
+            *_prompt_rows(snap, width)]
     return "\n".join(r[:width].rstrip() if not ansi else r for r in rows)
 
 
