@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 
 from listener.audio.mic import MicSource, resolve_device
-from listener.audio.sources import FileSource, StdinSource, make_source
+from listener.audio.sources import FileSource, StdinSource
 from listener.config.schema import SourceConfig
 from listener.errors import AudioError
+from listener.service.assemble import make_source
 
 SR = 48000
 

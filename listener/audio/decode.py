@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from listener.errors import AudioError
+from listener.files import atomic_write
 
 SAMPLE_RATE = 48000
 
@@ -94,10 +95,17 @@ def load_audio(
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """Write float32 mono samples as 16-bit PCM WAV (clips, enrolled examples)."""
+    """Write float32 mono samples as 16-bit PCM (clips, enrolled examples), atomically: a
+    reader (or a crash) never sees half a file. WAV unless the name says FLAC or AIFF."""
+    import io
+
     import soundfile as sf
 
-    sf.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16")
+    kind = Path(path).suffix[1:].upper()
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16",
+             format=kind if kind in ("FLAC", "AIFF") else "WAV")
+    atomic_write(path, buf.getvalue())
 
 
 #: the shortest example recording a trigger may use (shorter ones are mostly padding)

@@ -23,7 +23,6 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from listener.audio.decode import SAMPLE_RATE, open_audio_file, sanitize, to_mono
-from listener.config.schema import SourceConfig
 from listener.errors import AudioError
 
 PCM_FORMATS: dict[str, tuple[str, float]] = {
@@ -237,16 +236,3 @@ class StdinSource(Source):
         tail = conv(np.zeros((0, self.channels), np.float32), last=True)
         if tail.size:
             yield tail
-
-
-def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
-    """The source a config describes. ``realtime`` overrides pacing of file sources."""
-    if cfg.type == "mic":
-        from listener.audio.mic import MicSource
-
-        return MicSource(cfg.device, cfg.block_seconds, cfg.sample_rate, cfg.channels)
-    if cfg.type == "stdin":
-        return StdinSource(cfg.format, cfg.sample_rate, cfg.channels, cfg.block_seconds)
-    assert cfg.path is not None
-    rt = cfg.realtime if realtime is None else realtime
-    return FileSource(cfg.path, cfg.block_seconds, realtime=rt)

@@ -1,11 +1,12 @@
-"""Wiring: a validated config -> model stack -> trigger set -> detector -> pipeline.
+"""Wiring: a validated config -> source, model stack, trigger set, detector, pipeline.
 
 Everything is built once, in the order the data flows, before any audio moves: the
-model stack first (so the model id is known when sinks are made), then the trigger
-set (prompt embeddings from the cache, example embeddings from the tower), then a
-detector per stream, then the pipeline around it. `listener run` (daemon.py) wires
-its long-lived parts itself from these functions; `scan`, `top`, `calibrate` and the
-tests use :func:`build_pipeline`, which does the whole chain for one source.
+source the config names, the model stack (so the model id is known when sinks are
+made), the trigger set (prompt embeddings from the cache, example embeddings from the
+tower), a detector per stream, and the pipeline around it. `listener run`
+(daemon.py) wires its long-lived parts itself from these functions; `scan`, `top`,
+`calibrate` and the tests use :func:`build_pipeline`, which does the whole chain for
+one source.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from listener.audio.decode import SAMPLE_RATE
-from listener.audio.sources import Source, make_source
-from listener.config.schema import Config
+from listener.audio.mic import MicSource
+from listener.audio.sources import FileSource, Source, StdinSource
+from listener.config.schema import Config, SourceConfig
 from listener.detect.detector import Detector
 from listener.detect.triggers import TriggerSet, TriggerSpec
 from listener.errors import ConfigError
@@ -50,6 +52,17 @@ def trigger_specs(config: Config) -> list[TriggerSpec]:
 def configured_enabled(config: Config) -> dict[str, bool]:
     """The config's ``enabled`` per trigger (what the switch store falls back to)."""
     return {t.name: t.enabled for t in config.triggers}
+
+
+def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
+    """The source a config describes. ``realtime`` overrides pacing of file sources."""
+    if cfg.type == "mic":
+        return MicSource(cfg.device, cfg.block_seconds, cfg.sample_rate, cfg.channels)
+    if cfg.type == "stdin":
+        return StdinSource(cfg.format, cfg.sample_rate, cfg.channels, cfg.block_seconds)
+    assert cfg.path is not None
+    rt = cfg.realtime if realtime is None else realtime
+    return FileSource(cfg.path, cfg.block_seconds, realtime=rt)
 
 
 def state_dir(config: Config) -> StateDir:

@@ -108,9 +108,7 @@ class ClipRecorder:
         clip = self._open.pop(eid)
         self.dir.mkdir(parents=True, exist_ok=True)
         audio = np.concatenate(clip.chunks) if clip.chunks else np.zeros(0, np.float32)
-        tmp = clip.path.with_suffix(".tmp.wav")
-        write_wav(tmp, audio, self.rate)
-        tmp.replace(clip.path)
+        write_wav(clip.path, audio, self.rate)
         self.retention()
 
     def retention(self, now: float | None = None) -> list[Path]:
@@ -118,8 +116,7 @@ class ClipRecorder:
         now = time.time() if now is None else now
         removed: list[Path] = []
         try:
-            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.dir.glob("*.wav")
-                     if not p.name.endswith(".tmp.wav")]
+            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.dir.glob("*.wav")]
         except OSError:
             return removed
         files.sort()

@@ -33,7 +33,6 @@ import threading
 import time
 from typing import Any
 
-from listener.audio.sources import make_source
 from listener.config.loader import LoadedConfig, load_config
 from listener.errors import UserError
 from listener.logs import get_logger, setup_logging
@@ -42,12 +41,13 @@ from listener.service.assemble import (
     configured_enabled,
     load_model,
     make_clips,
+    make_source,
     require_triggers,
     state_dir,
 )
 from listener.service.commands import Commands
 from listener.service.pipeline import Pipeline
-from listener.service.reload import reload_config
+from listener.service.reload import read_config, reload_running
 from listener.service.sdnotify import Notifier
 from listener.service.sinks import FanOut, LogSink
 from listener.service.switches import SwitchStore
@@ -161,15 +161,23 @@ class Daemon:
         )
 
     def reload(self) -> None:
+        """SIGHUP: re-read the config file and apply what can change while listening."""
         self.notifier.notify("RELOADING=1")
+        log.info("reloading config", config=str(self.loaded.path))
         try:
-            new = reload_config(self)
-            if new is not None:
-                old_logging = self.config.logging
-                self.loaded, self.config = new, new.config
-                if new.config.logging != old_logging:
-                    setup_logging(self.log_level or new.config.logging.level,
-                                  new.config.logging.format)
+            new = read_config(self.loaded.path)
+            if new is None or self.pipeline is None or self.switches is None:
+                return
+            if not reload_running(self.pipeline, self.switches, self.stack, self.config,
+                                  new.config):
+                return
+            if self.mqtt is not None:
+                self.mqtt.update_triggers(new.config.triggers)
+            old_logging = self.config.logging
+            self.loaded, self.config = new, new.config
+            if new.config.logging != old_logging:
+                setup_logging(self.log_level or new.config.logging.level,
+                              new.config.logging.format)
         finally:
             self.notifier.notify(f"READY=1\nSTATUS={self.summary()}")
 

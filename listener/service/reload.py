@@ -11,6 +11,7 @@ connection need a restart: that is logged.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from listener.config.loader import LoadedConfig, load_config
@@ -26,7 +27,6 @@ from listener.service.assemble import (
 
 if TYPE_CHECKING:
     from listener.model.stack import ModelStack
-    from listener.service.daemon import Daemon
     from listener.service.pipeline import Pipeline
     from listener.service.switches import SwitchStore
 
@@ -67,8 +67,8 @@ def apply_config(pipeline: Pipeline, switches: SwitchStore, stack: ModelStack, o
     return switched
 
 
-def _load(daemon: Daemon) -> LoadedConfig | None:
-    path = daemon.loaded.path
+def read_config(path: Path | None) -> LoadedConfig | None:
+    """The config file as it is now, or None (every problem logged) when it is rejected."""
     try:
         new = load_config(path)
         require_triggers(new.config, path)
@@ -81,24 +81,17 @@ def _load(daemon: Daemon) -> LoadedConfig | None:
         return None
 
 
-def reload_config(daemon: Daemon) -> LoadedConfig | None:
-    """Apply the config file to the running daemon; the new config, or None if rejected."""
-    log.info("reloading config", config=str(daemon.loaded.path))
-    new = _load(daemon)
-    if new is None:
-        return None
-    old, cfg = daemon.config, new.config
-    for section in needs_restart(old, cfg):
+def reload_running(pipeline: Pipeline, switches: SwitchStore, stack: ModelStack, old: Config,
+                   new: Config) -> bool:
+    """Apply ``new`` to the running pipeline, logging what changed; False if rejected."""
+    for section in needs_restart(old, new):
         log.warning(f"reload: '{section}' changed; restart listener to apply it")
-    assert daemon.pipeline is not None and daemon.switches is not None
     try:
-        switched = apply_config(daemon.pipeline, daemon.switches, daemon.stack, old, cfg)
+        switched = apply_config(pipeline, switches, stack, old, new)
     except UserError as exc:
         log.error("config reload rejected; still running the previous config", error=str(exc))
-        return None
-    if daemon.mqtt is not None:
-        daemon.mqtt.update_triggers(cfg.triggers)
-    log.info("config reloaded", triggers=[t.name for t in cfg.triggers],
-             **diff_triggers(old.triggers, cfg.triggers),
+        return False
+    log.info("config reloaded", triggers=[t.name for t in new.triggers],
+             **diff_triggers(old.triggers, new.triggers),
              **({"switched": switched} if switched else {}))
-    return new
+    return True
