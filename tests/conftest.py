@@ -3,6 +3,9 @@
 - tests/fixtures_model.py: a tiny random ClapModel checkpoint and its export.
 - tests/fixtures_hearing.py: the small trained CLAP that actually hears (for detection).
 - tests/fixtures_broker.py: a real mosquitto on a free loopback port.
+
+Plain helpers that are not fixtures (CLI runner, clean-error assertion, cosine, free
+port, config writer) are in tests/helpers.py.
 """
 
 import importlib.util

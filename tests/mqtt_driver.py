@@ -4,6 +4,8 @@ helpers the MQTT tests share to feed a publisher what a detector would hand it.
     python -m tests.mqtt_driver --state-dir D --mqtt '{"host": ..., "port": ...}' \
         [--trigger smoke] [--pairs N] [--flush-exit SECONDS]
 
+(tests start it with :func:`start_driver`).
+
 It starts the publisher, emits N start/end event pairs (printing each event's JSON line on
 stdout, then ``spooled``), and then either flushes and exits (``--flush-exit``: exit 0
 when the spool emptied in time, else 1) or waits until SIGTERM/SIGINT (close, exit 0).
@@ -15,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -28,6 +32,7 @@ from listener.detect.events import Event, new_event_id, utc_iso
 from listener.detect.settings import TriggerSettings
 from listener.mqtt.publisher import MqttPublisher, OnCommand
 from listener.service.state_files import StateDir
+from tests.helpers import start_cli
 
 SETTINGS = TriggerSettings(0.3, 0.25, 1, 1.0, 0.0, 0.0)
 
@@ -95,6 +100,12 @@ class Feed:
     def window(self, scores: dict[str, float], level: float = -30.0) -> DetectorResult:
         self.scores.update(scores)
         return self._result(ScoredWindow(0.0, 10.0, level, level, False, None), ())
+
+
+def start_driver(state_dir: Path, cfg: dict[str, Any], *extra: str) -> subprocess.Popen[str]:
+    """This module in a subprocess for MqttConfig fields ``cfg``; stdout and stderr piped."""
+    return start_cli("--state-dir", state_dir, "--mqtt", json.dumps(cfg), *extra,
+                     module="tests.mqtt_driver")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import pytest
 
 from listener.__main__ import main
 from listener.export.bench import cpu_info, shortest_hop
+from tests.helpers import assert_clean_error, run_cli
 
 PI5_CPUINFO = (
     "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
@@ -88,17 +89,8 @@ def test_bench_text_output_and_fp32(tiny_model_dir: Path,
 
 def test_bench_bad_model_path_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    proc = subprocess.run(
-        [sys.executable, "-m", "listener", "bench", "--model", str(missing)],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 2
-    assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "listener", "bench", "--model", str(missing), "--runs", "0"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert bad.returncode == 2 and "--runs" in bad.stderr
+    assert_clean_error(run_cli("bench", "--model", missing), str(missing))
+    assert_clean_error(run_cli("bench", "--model", missing, "--runs", "0"), "--runs")
 
 
 def test_cpu_info_names_the_int8_path() -> None:

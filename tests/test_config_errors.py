@@ -9,21 +9,18 @@ any file, so "unreadable" is a directory in the place of a file).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 from ruamel.yaml import YAML
 
-from listener.__main__ import main
 from listener.config.loader import load_config, parse_config
 from listener.config.schema import Config, TriggerConfig
 from listener.errors import ConfigError
+from tests.helpers import assert_clean_error, run_cli, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = sorted((Path(__file__).parent / "configs" / "broken").glob("*.yaml"))
@@ -40,19 +37,6 @@ mqtt:
   username: me
   password: hunter2-secret
 """
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "LISTENER_CONFIG"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "listener", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -77,14 +61,12 @@ def test_broken_config_exits_2_with_line_and_key_path(path: Path, scratch: Path,
     shutil.copy(path, config)
     # in-process through the real CLI entry point (a subprocess per file costs ~0.5 s;
     # the subprocess path is covered by the tests below)
-    code = main(["check-config", "--config", str(config)])
-    out, err = capsys.readouterr()
-    assert code == 2, out + err
-    assert "Traceback" not in err
-    first = err.splitlines()[0]
-    assert first.startswith(f"{config}:{line} {keypath}: "), err
-    assert fragment in first, err
-    assert out == ""
+    r = run_main(capsys, "check-config", "--config", config)
+    assert_clean_error(r)
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"{config}:{line} {keypath}: "), r.stderr
+    assert fragment in first, r.stderr
+    assert r.stdout == ""
 
 
 def test_every_problem_is_reported_one_per_line(scratch: Path):
@@ -93,8 +75,8 @@ def test_every_problem_is_reported_one_per_line(scratch: Path):
         "triggers:\n  - name: a b\n    prompts: [x]\n    on_threshold: 2\n"
         "mqtt:\n  hots: x\n  port: 0\n"
     )
-    r = cli("check-config", "--config", "config.yaml", cwd=scratch)
-    assert r.returncode == 2
+    r = run_cli("check-config", "--config", "config.yaml", cwd=scratch)
+    assert_clean_error(r)
     lines = r.stderr.splitlines()
     for expected in (
         "config.yaml:2 audio.hop_seconds: must be a number",
@@ -109,7 +91,7 @@ def test_every_problem_is_reported_one_per_line(scratch: Path):
 
 def test_valid_config_prints_resolved_config_with_secrets_masked(scratch: Path):
     (scratch / "config.yaml").write_text(GOOD)
-    r = cli("check-config", "--config", "config.yaml", cwd=scratch)
+    r = run_cli("check-config", "--config", "config.yaml", cwd=scratch)
     assert r.returncode == 0, r.stderr
     assert "hunter2-secret" not in r.stdout
     assert "password: '********'" in r.stdout or 'password: "********"' in r.stdout
@@ -125,10 +107,10 @@ def test_search_order_env_then_cwd(scratch: Path, tmp_path_factory):
     (other / "model").mkdir()
     (other / "custom.yaml").write_text(GOOD.replace("alarm", "from_env"))
     # $LISTENER_CONFIG wins over ./config.yaml
-    r = cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": str(other / "custom.yaml")})
+    r = run_cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": str(other / "custom.yaml")})
     assert r.returncode == 0 and "from_env" in r.stdout, r.stderr
     # --config wins over $LISTENER_CONFIG
-    r = cli(
+    r = run_cli(
         "check-config",
         "--config",
         "config.yaml",
@@ -138,42 +120,34 @@ def test_search_order_env_then_cwd(scratch: Path, tmp_path_factory):
     assert r.returncode == 0 and "name: alarm" in r.stdout
     # no flag, no env: ./config.yaml (when /etc/listener/config.yaml does not exist)
     if not Path("/etc/listener/config.yaml").exists():
-        r = cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": ""})
+        r = run_cli("check-config", cwd=scratch, env={"LISTENER_CONFIG": ""})
         assert r.returncode == 0 and "name: alarm" in r.stdout, r.stderr
 
 
 def test_missing_config_file_and_directory_give_exit_2(scratch: Path):
-    r = cli("check-config", "--config", "nope.yaml", cwd=scratch)
-    assert r.returncode == 2 and "nope.yaml does not exist" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = cli("check-config", "--config", "models", cwd=scratch)
-    assert r.returncode == 2 and "is a directory" in r.stderr
-    assert "Traceback" not in r.stderr
+    r = run_cli("check-config", "--config", "nope.yaml", cwd=scratch)
+    assert_clean_error(r, "nope.yaml does not exist")
+    r = run_cli("check-config", "--config", "models", cwd=scratch)
+    assert_clean_error(r, "is a directory")
 
 
 def test_no_config_anywhere_says_where_it_looked(tmp_path: Path):
     if Path("/etc/listener/config.yaml").exists():  # pragma: no cover - dev machine
         return
-    r = cli("check-config", cwd=tmp_path, env={"LISTENER_CONFIG": ""})
-    assert r.returncode == 2
-    assert "--config" in r.stderr and "LISTENER_CONFIG" in r.stderr
-    assert "Traceback" not in r.stderr
+    r = run_cli("check-config", cwd=tmp_path, env={"LISTENER_CONFIG": ""})
+    assert_clean_error(r, "--config", "LISTENER_CONFIG")
 
 
 def test_run_with_a_broken_config_exits_2_without_traceback(scratch: Path):
     shutil.copy(BROKEN[0], scratch / "config.yaml")
-    r = cli("run", "--config", "config.yaml", cwd=scratch)
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert "config.yaml:" in r.stderr
+    r = run_cli("run", "--config", "config.yaml", cwd=scratch)
+    assert_clean_error(r, "config.yaml:")
 
 
 def test_run_without_triggers_exits_2(scratch: Path):
     (scratch / "config.yaml").write_text("model:\n  dir: model\nmqtt:\n  enabled: false\n")
-    r = cli("run", "--config", "config.yaml", cwd=scratch)
-    assert r.returncode == 2, r.stderr
-    assert "no triggers configured" in r.stderr
-    assert "Traceback" not in r.stderr
+    r = run_cli("run", "--config", "config.yaml", cwd=scratch)
+    assert_clean_error(r, "no triggers configured")
 
 
 def test_empty_sections_mean_defaults():

@@ -9,11 +9,9 @@ stderr is not a TTY). Every wait is bounded.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,45 +21,54 @@ import pytest
 
 from listener.audio.decode import write_wav
 from tests.hearing import sounds
+from tests.helpers import (
+    assert_clean_error,
+    assert_no_traceback,
+    run_cli,
+    start_cli,
+    write_config,
+)
 
 DEVICE = "testdev"
 BASE = f"listener/{DEVICE}"
 # Scores of the hearing model: a window holding the sound scores ~0.9 against its
 # caption, background and the other classes ~0.5 or less (tests/assets/hearing_model/
 # README.md, "cosine regime"); these settings fire within a window or two.
-DEFAULTS = (
-    "defaults:\n  on_threshold: 0.75\n  off_threshold: 0.6\n  on_windows: 1\n"
-    "  off_seconds: 1.0\n  cooldown_seconds: 0.0\n  margin: 0.0\n"
-)
+DEFAULTS = {"on_threshold": 0.75, "off_threshold": 0.6, "on_windows": 1, "off_seconds": 1.0,
+            "cooldown_seconds": 0.0, "margin": 0.0}
 PROMPTS = {"alarm": "an alarm beeping", "siren": "a siren wailing"}
 
 
-def trigger(name: str) -> str:
-    return f"  - name: {name}\n    prompts: [{PROMPTS[name]}]\n"
+def trigger(name: str, prompt: str | None = None) -> dict[str, Any]:
+    return {"name": name, "prompts": [prompt or PROMPTS[name]]}
 
 
-def write_config(
-    d: Path, model: Path, port: int, triggers: list[str], source: str, hop: float = 1.0
+def daemon_config(
+    d: Path,
+    model: Path,
+    port: int,
+    source: dict[str, Any],
+    triggers: list[dict[str, Any]] | None = None,
+    hop: float = 1.0,
+    **defaults: float,
 ) -> Path:
-    cfg = d / "config.yaml"
-    cfg.write_text(
-        f"model:\n  dir: {model}\n"
-        f"source:\n{source}"
-        f"audio:\n  hop_seconds: {hop}\n"
-        + DEFAULTS
-        + "triggers:\n"
-        + "".join(trigger(t) for t in triggers)
-        + f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n  device_id: {DEVICE}\n"
-        "  reconnect_min_seconds: 0.1\n  reconnect_max_seconds: 0.5\n  keepalive: 10\n"
-        "  stats_interval_seconds: 2\n"
-        "logging:\n  level: info\n"
-        "state_dir: state\n"
+    """d/config.yaml: the daemon on ``source`` with ``triggers`` (the alarm alone by
+    default), publishing to the broker on ``port``; ``defaults`` override :data:`DEFAULTS`."""
+    return write_config(
+        d, model, triggers or [trigger("alarm")],
+        source=source,
+        audio={"hop_seconds": hop},
+        defaults={**DEFAULTS, **defaults},
+        mqtt={"host": "127.0.0.1", "port": port, "device_id": DEVICE,
+              "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5, "keepalive": 10,
+              "stats_interval_seconds": 2},
+        logging={"level": "info"},
+        state_dir="state",
     )
-    return cfg
 
 
-def file_source(path: str, realtime: bool) -> str:
-    return f"  type: file\n  path: {path}\n  realtime: {str(realtime).lower()}\n"
+def file_source(path: str, realtime: bool) -> dict[str, Any]:
+    return {"type": "file", "path": path, "realtime": realtime}
 
 
 def make_stream(d: Path, name: str, events: list[tuple[str, float]], seconds: float) -> str:
@@ -76,14 +83,8 @@ class Proc:
     def __init__(self, d: Path, tag: str = "daemon") -> None:
         self.log_path = d / f"{tag}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in wait()
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTENER_CONFIG")}
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "listener", "run", "--config", "config.yaml"],
-            cwd=d,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
+        self.p = start_cli("run", "--config", "config.yaml", cwd=d,
+                           stdout=subprocess.DEVNULL, stderr=self._log)
 
     def lines(self) -> list[dict[str, Any]]:
         out = []
@@ -159,7 +160,7 @@ def test_file_source_delivers_events_then_exits_0(
 ):
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
     wav = make_stream(tmp_path, "alarm.wav", [("alarm", 6.0), ("alarm", 20.0)], 30.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(wav, False))
     p = Proc(tmp_path)
     procs.append(p)
     assert p.wait(90) == 0, p.text()[-3000:]
@@ -175,7 +176,7 @@ def test_file_source_delivers_events_then_exits_0(
     assert spool_count(tmp_path) == 0
     last = sub.on(f"{BASE}/availability")[-1]
     assert last.text == "offline"
-    assert "Traceback" not in p.text()
+    assert_no_traceback(p.text())
 
 
 def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
@@ -185,8 +186,11 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     # sirens all along, paced like a microphone: only a trigger for them can fire
     wav = make_stream(tmp_path, "sirens.wav", [("siren", float(t)) for t in range(2, 58, 3)], 60.0)
     src = file_source(wav, True)
-    cfg = write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], src, hop=0.5)
-    good = cfg.read_text()
+
+    def configure(triggers: list[dict[str, Any]], **defaults: float) -> None:
+        daemon_config(tmp_path, hearing_model_dir, mosquitto.port, src, triggers, 0.5, **defaults)
+
+    configure([trigger("alarm")])
     p = Proc(tmp_path)
     procs.append(p)
     p.wait_log(lambda ln: ln.get("event") == "listening", 60, "listening")
@@ -195,7 +199,7 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     assert not sub.on(siren_cfg)
 
     # 1. a broken file: rejected, the log says why, the daemon keeps running the old one
-    cfg.write_text(good.replace("on_threshold: 0.75", "on_threshold: 1.7"))
+    configure([trigger("alarm")], on_threshold=1.7)
     p.signal(signal.SIGHUP)
     hit = p.wait_log(lambda ln: "reload rejected" in ln.get("event", ""), 20, "rejection")
     assert any(
@@ -205,7 +209,7 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     assert not sub.on(siren_cfg)
 
     # 2. a valid file with a new trigger: discovery for it, then its events
-    cfg.write_text(good.replace(trigger("alarm"), trigger("alarm") + trigger("siren")))
+    configure([trigger("alarm"), trigger("siren")])
     p.signal(signal.SIGHUP)
     p.wait_log(lambda ln: ln.get("event") == "config reloaded", 20, "reload")
     sub.wait_topic(siren_cfg, 10, lambda m: bool(m.payload))
@@ -214,12 +218,7 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
 
     # 3. a reload that changes only another trigger: the active siren keeps its state
     #    (no end, no second start)
-    cfg.write_text(
-        good.replace(
-            trigger("alarm"),
-            trigger("alarm").replace("beeping", "beeping loudly") + trigger("siren"),
-        )
-    )
+    configure([trigger("alarm", "an alarm beeping loudly"), trigger("siren")])
     p.signal(signal.SIGHUP)
     p.wait_log(
         lambda ln: ln.get("event") == "config reloaded" and ln.get("changed") == ["alarm"],
@@ -243,7 +242,7 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     sub.wait_topic(f"{BASE}/availability", 10, lambda m: m.text == "offline")
     assert sub.on(f"{BASE}/availability")[-1].text == "offline"
     assert spool_count(tmp_path) == 0
-    assert "Traceback" not in p.text()
+    assert_no_traceback(p.text())
 
 
 def test_events_spooled_while_broker_is_down_survive_sigkill(
@@ -252,7 +251,7 @@ def test_events_spooled_while_broker_is_down_survive_sigkill(
     sub = mqtt_subscriber(mosquitto, f"{BASE}/+/event")  # persistent session, QoS 1
     mosquitto.stop()
     wav = make_stream(tmp_path, "alarm.wav", [("alarm", 1.0), ("alarm", 4.0)], 30.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, True))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(wav, True))
     p = Proc(tmp_path, "first")
     procs.append(p)
     started = p.wait_log(lambda ln: ln.get("event") == "event start", 60, "an event start")
@@ -266,7 +265,7 @@ def test_events_spooled_while_broker_is_down_survive_sigkill(
     # broker back, daemon restarted on silence: the spooled event arrives, same id
     mosquitto.start()
     quiet = make_stream(tmp_path, "quiet.wav", [], 12.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(quiet, False))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(quiet, False))
     p2 = Proc(tmp_path, "second")
     procs.append(p2)
     assert p2.wait(60) == 0, p2.text()[-3000:]
@@ -283,7 +282,7 @@ def test_switch_off_survives_a_daemon_restart(
 ):
     sub = mqtt_subscriber(mosquitto, f"{BASE}/#")
     quiet = make_stream(tmp_path, "quiet.wav", [], 60.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(quiet, True))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(quiet, True))
     p = Proc(tmp_path, "first")
     procs.append(p)
     sub.wait_topic(f"{BASE}/alarm/enabled", 60, lambda m: m.text == "ON")
@@ -296,7 +295,7 @@ def test_switch_off_survives_a_daemon_restart(
     # restart on alarms: the trigger stays off (no events) and says so
     n_before = len(sub.on(f"{BASE}/alarm/enabled"))
     wav = make_stream(tmp_path, "alarm.wav", [("alarm", 3.0), ("alarm", 12.0)], 20.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(wav, False))
     p2 = Proc(tmp_path, "second")
     procs.append(p2)
     assert p2.wait(60) == 0, p2.text()[-3000:]
@@ -311,43 +310,24 @@ def test_switch_off_survives_a_daemon_restart(
 # --- user mistakes at start-up: exit 2, one clear line, no traceback ---------------------
 
 
-def run_once(d: Path, config: str) -> subprocess.CompletedProcess:
-    (d / "config.yaml").write_text(config)
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTENER_CONFIG")}
-    return subprocess.run(
-        [sys.executable, "-m", "listener", "run", "--config", "config.yaml"],
-        cwd=d,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_once(
+    d: Path, model: Path | str, source: str | dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`listener run` in ``d`` with one trigger and MQTT off, to completion."""
+    write_config(d, model, [trigger("a", "an alarm beeping")], source=source,
+                 mqtt={"enabled": False}, state_dir="state")
+    return run_cli("run", "--config", "config.yaml", cwd=d)
 
 
 def test_broken_model_dir_exits_2(tmp_path: Path):
     (tmp_path / "empty_model").mkdir()
-    r = run_once(
-        tmp_path,
-        "model:\n  dir: empty_model\nsource: mic\n"
-        "triggers:\n  - {name: a, prompts: [an alarm beeping]}\nmqtt:\n  enabled: false\n"
-        "state_dir: state\n",
-    )
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    assert "empty_model" in r.stderr and "listener model pull" in r.stderr
+    r = run_once(tmp_path, "empty_model", "mic")
+    assert_clean_error(r, "empty_model", "listener model pull")
 
 
 def test_missing_audio_device_exits_2(tmp_path: Path, hearing_model_dir: Path):
-    r = run_once(
-        tmp_path,
-        f"model:\n  dir: {hearing_model_dir}\n"
-        "source:\n  type: mic\n  device: no-such-microphone-4711\n"
-        "triggers:\n  - {name: a, prompts: [an alarm beeping]}\nmqtt:\n  enabled: false\n"
-        "state_dir: state\n",
-    )
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("listener: ")
+    r = run_once(tmp_path, hearing_model_dir, {"type": "mic", "device": "no-such-microphone-4711"})
+    assert_clean_error(r)
 
 
 # --- logging -----------------------------------------------------------------------------
@@ -398,7 +378,7 @@ def test_file_source_with_broker_down_spools_and_exits_0(
 ):
     mosquitto.stop()
     wav = make_stream(tmp_path, "alarm.wav", [("alarm", 2.0)], 12.0)
-    write_config(tmp_path, hearing_model_dir, mosquitto.port, ["alarm"], file_source(wav, False))
+    daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(wav, False))
     p = Proc(tmp_path)
     procs.append(p)
     t0 = time.monotonic()
@@ -406,4 +386,4 @@ def test_file_source_with_broker_down_spools_and_exits_0(
     assert time.monotonic() - t0 < 30  # the flush wait is bounded
     assert spool_count(tmp_path) == 2  # the start and its end, kept for the next start
     assert any("broker not reachable" in ln.get("event", "") for ln in p.lines())
-    assert "Traceback" not in p.text()
+    assert_no_traceback(p.text())

@@ -12,14 +12,13 @@ in the noise-only stretches or on another class.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
 from tests.hearing import sounds
+from tests.helpers import run_cli, write_config
 
 HOP = 1.0
 WINDOW = 10.0
@@ -39,30 +38,14 @@ TEXT = {"on_threshold": 0.8, "off_threshold": 0.7, "margin": 0.05}
 EXAMPLE = {"on_threshold": 0.8, "off_threshold": 0.7, "margin": 0.15}
 
 
-def yaml_list(items: list[str]) -> str:
-    return "[" + ", ".join(json.dumps(s) for s in items) + "]"
-
-
 @pytest.fixture(scope="module")
 def scanned(hearing_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("detection")
     audio, truth = sounds.stream(EVENTS, SECONDS, SEED, event_seconds=2.5, snr_db=20.0)
     sf.write(tmp / "stream.flac", audio, sounds.SR)
-    lines = [
-        f"model:\n  dir: {hearing_model_dir}\n  precision: int8\n",
-        f"state_dir: {tmp / 'state'}\n",
-        f"audio:\n  hop_seconds: {HOP}\n  window_seconds: {WINDOW}\n",
-        "defaults:\n  on_windows: 1\n  off_seconds: 2.0\n  cooldown_seconds: 5.0\n"
-        "  margin: 0.05\n",
-        f"background: {yaml_list(BACKGROUND)}\n",
-        "triggers:\n",
-    ]
+    triggers = []
     for i, (cls, _start) in enumerate(EVENTS):
-        lines.append(
-            f"  - name: {cls}_text\n    prompts: [{json.dumps(PROMPTS[cls])}]\n"
-            f"    on_threshold: {TEXT['on_threshold']}\n"
-            f"    off_threshold: {TEXT['off_threshold']}\n    margin: {TEXT['margin']}\n"
-        )
+        triggers.append({"name": f"{cls}_text", "prompts": [PROMPTS[cls]], **TEXT})
         ex_audio, _ = sounds.window(cls, SEED + 500 + i, seconds=4.0, event_seconds=2.5,
                                     snr_db=20.0, position=0.75)
         ex = tmp / f"{cls}_example.wav"
@@ -70,20 +53,18 @@ def scanned(hearing_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         # the other classes' captions are this example's look-alikes (alarm beeps and
         # chirps sound alike to the small model): the example must beat them by margin
         others = [PROMPTS[c] for c, _ in EVENTS if c != cls]
-        lines.append(
-            f"  - name: {cls}_example\n    examples: [{ex}]\n"
-            f"    negatives: {yaml_list(others)}\n"
-            f"    on_threshold: {EXAMPLE['on_threshold']}\n"
-            f"    off_threshold: {EXAMPLE['off_threshold']}\n"
-            f"    margin: {EXAMPLE['margin']}\n"
-        )
-    cfg = tmp / "config.yaml"
-    cfg.write_text("".join(lines))
-    r = subprocess.run(
-        [sys.executable, "-m", "listener", "scan", str(tmp / "stream.flac"), "--config",
-         str(cfg), "--jsonl", "--scores"],
-        capture_output=True, text=True, timeout=300,
+        triggers.append({"name": f"{cls}_example", "examples": [ex], "negatives": others,
+                         **EXAMPLE})
+    cfg = write_config(
+        tmp, hearing_model_dir, triggers,
+        model={"precision": "int8"},
+        state_dir=tmp / "state",
+        audio={"hop_seconds": HOP, "window_seconds": WINDOW},
+        defaults={"on_windows": 1, "off_seconds": 2.0, "cooldown_seconds": 5.0, "margin": 0.05},
+        background=BACKGROUND,
     )
+    r = run_cli("scan", tmp / "stream.flac", "--config", cfg, "--jsonl", "--scores",
+                timeout=300)
     assert r.returncode == 0, r.stderr
     out = [json.loads(s) for s in r.stdout.splitlines()]
     events = [d for d in out if d["type"] in ("start", "end")]

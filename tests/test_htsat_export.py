@@ -13,24 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from listener.export import htsat
 from listener.export.trace import export_audio_tower, generated_features, tower_wrappers
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+from tests.helpers import cosine, onnx_session
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +90,9 @@ def test_onnx_export_equals_transformers_with_fewer_nodes(shifted, tmp_path: Pat
     feats = generated_features(3, seed=9)
     with torch.no_grad():
         want = audio_w(torch.from_numpy(feats)).numpy()
-    sess = _session(ours)
+    sess = onnx_session(ours)
     got = sess.run(None, {"input_features": feats})[0]
-    assert _cos(got, want).min() >= 0.99999
+    assert cosine(got, want).min() >= 0.99999
     one = sess.run(None, {"input_features": feats[:1]})[0]  # batch axis stays dynamic
     np.testing.assert_allclose(one[0], got[0], rtol=1e-4, atol=1e-6)
     n_ours = len(onnx.load(str(ours)).graph.node)
@@ -133,7 +120,7 @@ def test_int8_of_window_order_graph_tracks_fp32(shifted, tmp_path: Path):
     feats = generated_features(8, seed=11)
 
     def embed(path: Path) -> np.ndarray:
-        sess = _session(path)
+        sess = onnx_session(path)
         e = np.concatenate(
             [sess.run(None, {"input_features": feats[i : i + 1]})[0] for i in range(len(feats))]
         )
@@ -141,8 +128,8 @@ def test_int8_of_window_order_graph_tracks_fp32(shifted, tmp_path: Path):
 
     ref, got = embed(fp32), embed(q)
     centre = ref.mean(0, keepdims=True)
-    assert _cos(got, ref).min() >= 0.999
-    centred = _cos(got - centre, ref - centre).min()
+    assert cosine(got, ref).min() >= 0.999
+    centred = cosine(got - centre, ref - centre).min()
     print(f"window-order int8 centred cosine min: {centred:.4f}")
     assert centred >= 0.9
 

@@ -15,33 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from listener.export.optimize import MASK_REPLACEMENT, MASK_VALUE, optimize_audio
 from listener.export.quantize import quantize
 from listener.export.trace import export_audio_tower, generated_features, tower_wrappers
+from tests.helpers import cosine, onnx_session
 
 TINY_DEPTH2_SHIFTED_BLOCKS = 3  # depths 2-2-2-2: one shifted block in each of stages 0-2
-
-
-def _session(path: Path, outputs: list[str] | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    if outputs is None:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    m = onnx.load(str(path))
-    for name in outputs:
-        m.graph.output.append(onnx.ValueInfoProto(name=name))
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +64,16 @@ def test_optimize_is_exact_and_removes_denormal_softmax(shifted_export, tmp_path
 
     with torch.no_grad():
         want = audio_w(torch.from_numpy(feats)).numpy()
-    got_raw = _session(raw).run(None, {"input_features": feats})[0]
-    got_opt = _session(opt).run(None, {"input_features": feats})[0]
-    assert _cos(got_opt, want).min() >= 0.99999
+    got_raw = onnx_session(raw).run(None, {"input_features": feats})[0]
+    got_opt = onnx_session(opt).run(None, {"input_features": feats})[0]
+    assert cosine(got_opt, want).min() >= 0.99999
     assert np.abs(got_opt - got_raw).max() <= 1e-4 * np.abs(got_raw).max()
 
     # the slowdown's cause: masked attention weights e^-100 are denormal floats
     names = _softmax_outputs(raw)
     assert names, "the tiny HTSAT has attention softmaxes"
-    before = _session(raw, names).run(names, {"input_features": feats[:1]})[1:]
-    after = _session(opt, names).run(names, {"input_features": feats[:1]})[1:]
+    before = onnx_session(raw, names).run(names, {"input_features": feats[:1]})[1:]
+    after = onnx_session(opt, names).run(names, {"input_features": feats[:1]})[1:]
     assert _subnormals(before) > 0, "raw export should show the denormal problem"
     assert _subnormals(after) == 0
 
@@ -114,7 +95,7 @@ def test_optimize_is_idempotent_and_keeps_batch_dynamic(shifted_export, tmp_path
     ]
     scalars = [float(c.ravel()[0]) for c in consts if c.size == 1]
     assert MASK_VALUE not in scalars and MASK_REPLACEMENT in scalars
-    sess = _session(once)
+    sess = onnx_session(once)
     for b in (1, 3):
         assert sess.run(None, {"input_features": feats[:b]})[0].shape[0] == b
 
@@ -135,15 +116,15 @@ def test_int8_of_optimized_model_tracks_fp32(shifted_export, tmp_path: Path) -> 
     feats = generated_features(8, seed=11)
 
     def embed(path: Path) -> np.ndarray:
-        e = _session(path).run(None, {"input_features": feats})[0]
+        e = onnx_session(path).run(None, {"input_features": feats})[0]
         return e / np.linalg.norm(e, axis=1, keepdims=True)
 
     ref = embed(opt)
     centre = ref.mean(0, keepdims=True)
     got, base = embed(ours), embed(plain)
-    assert _cos(got, ref).min() >= 0.999
-    ours_c = _cos(got - centre, ref - centre).min()
-    plain_c = _cos(base - centre, ref - centre).min()
+    assert cosine(got, ref).min() >= 0.999
+    ours_c = cosine(got - centre, ref - centre).min()
+    plain_c = cosine(base - centre, ref - centre).min()
     print(f"centred cosine min: ours {ours_c:.4f}, plain {plain_c:.4f}")
     assert ours_c >= 0.9
     assert ours_c >= plain_c + 0.03
@@ -220,13 +201,13 @@ def test_full_size_int8_centred_cosine_beats_plain_export(tmp_path: Path) -> Non
     feats = np.stack([logmel(x) for _, x in generated_signals()]).astype(np.float32)
 
     def embed(path: Path) -> np.ndarray:  # one window per run, as the daemon does for int8
-        sess = _session(path)
+        sess = onnx_session(path)
         return np.concatenate(
             [sess.run(None, {"input_features": feats[i : i + 1]})[0] for i in range(len(feats))]
         )
 
     ref = embed(opt)
-    assert _cos(ref, embed(raw)).min() >= 0.99999  # window-order graph == transformers'
+    assert cosine(ref, embed(raw)).min() >= 0.99999  # window-order graph == transformers'
     got, base = compare(embed(ours), ref), compare(embed(plain), ref)
     print(f"full-size centred cosine min: ours {got['centred_min']:.4f}, "
           f"plain {base['centred_min']:.4f}")

@@ -10,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,24 +24,7 @@ from listener.audio.decode import write_wav
 from listener.export.pull import DEFAULT_FILES
 from listener.model.modeldir import ModelDir
 from listener.model.text_tower import TextTower
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "listener", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-
-
-def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> None:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in res.stderr, (n, res.stderr)
+from tests.helpers import assert_clean_error, assert_no_traceback, copy_dir, free_port, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -60,25 +40,20 @@ def wav(tmp_path_factory) -> Path:
     return p
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
 # ---- clear errors -----------------------------------------------------------------
 
 
 def test_non_directory(tmp_path):
     f = tmp_path / "model.onnx"
     f.write_bytes(b"not a directory")
-    assert_user_error(cli("embed", "--model", f, "--text", "hi"), str(f), "not a directory")
+    assert_clean_error(run_cli("embed", "--model", f, "--text", "hi"), str(f), "not a directory")
 
 
 def test_missing_file_says_how_to_get_a_model(tiny_model_dir, tmp_path, wav):
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     (d / "onnx" / "audio_model_quantized.onnx").unlink()
-    res = cli("embed", "--model", d, "--audio", wav)
-    assert_user_error(
+    res = run_cli("embed", "--model", d, "--audio", wav)
+    assert_clean_error(
         res,
         str(d / "onnx" / "audio_model_quantized.onnx"),
         "listener model pull",
@@ -87,33 +62,33 @@ def test_missing_file_says_how_to_get_a_model(tiny_model_dir, tmp_path, wav):
 
 
 def test_truncated_onnx(tiny_model_dir, tmp_path, wav):
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     p = d / "onnx" / "audio_model_quantized.onnx"
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-    assert_user_error(cli("embed", "--model", d, "--audio", wav), str(p), "truncated")
+    assert_clean_error(run_cli("embed", "--model", d, "--audio", wav), str(p), "truncated")
 
 
 def test_wrong_input_shape(tiny_model_dir, tmp_path, wav):
     """A preprocessor config that does not fit the model (32 mel bins) -> features rejected."""
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     cfg = json.loads((d / "preprocessor_config.json").read_text())
     cfg["feature_size"] = 32
     (d / "preprocessor_config.json").write_text(json.dumps(cfg))
-    res = cli("embed", "--model", d, "--audio", wav)
-    assert_user_error(res, str(d / "onnx" / "audio_model_quantized.onnx"), "[1, 1, 1001, 32]")
+    res = run_cli("embed", "--model", d, "--audio", wav)
+    assert_clean_error(res, str(d / "onnx" / "audio_model_quantized.onnx"), "[1, 1, 1001, 32]")
 
 
 def test_hash_mismatch_in_verify(tiny_model_dir, tmp_path):
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     with open(d / "config.json", "a") as f:
         f.write("\n")
-    res = cli("model", "verify", d)
-    assert_user_error(res, str(d / "config.json"), "does not match its sha256")
+    res = run_cli("model", "verify", d)
+    assert_clean_error(res, str(d / "config.json"), "does not match its sha256")
 
 
 def test_export_bad_checkpoint(tmp_path):
-    res = cli("model", "export", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "out")
-    assert_user_error(res, "cannot load CLAP checkpoint", str(tmp_path / "nope"))
+    res = run_cli("model", "export", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "out")
+    assert_clean_error(res, "cannot load CLAP checkpoint", str(tmp_path / "nope"))
     assert not (tmp_path / "out").exists()
 
 
@@ -121,7 +96,7 @@ def test_export_bad_checkpoint(tmp_path):
 
 
 def test_verify_reports_raw_and_centred_cosine(tiny_model_dir, wav):
-    res = cli("model", "verify", tiny_model_dir, "--json", "--threads", "1")
+    res = run_cli("model", "verify", tiny_model_dir, "--json", "--threads", "1")
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
     assert r["n"] == 10 and r["inputs"] == "10 generated signals"
@@ -131,14 +106,14 @@ def test_verify_reports_raw_and_centred_cosine(tiny_model_dir, wav):
     assert r["audio_cosine_centred_min"] < r["audio_cosine_raw_min"]
     assert 0.0 <= r["top1_agreement"] <= 1.0 and len(r["prompts"]) >= 4
     assert len(r["hashes_checked"]) == 7
-    res = cli("model", "verify", tiny_model_dir, "--audio", wav, "--threads", "1")
+    res = run_cli("model", "verify", tiny_model_dir, "--audio", wav, "--threads", "1")
     assert res.returncode == 0, res.stderr
     assert "1 files + 10 generated signals" in res.stdout
     assert "raw: min" in res.stdout and "centred" in res.stdout and "clip.wav" in res.stdout
 
 
 def test_info(tiny_model_dir):
-    res = cli("model", "info", tiny_model_dir, "--hashes", "--json")
+    res = run_cli("model", "info", tiny_model_dir, "--hashes", "--json")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["embedding_dim"] == 32 and len(info["hashes_checked"]) == 7
@@ -147,7 +122,7 @@ def test_info(tiny_model_dir):
 
 def test_embed_text(tiny_model_dir):
     texts = ["a dog barking", "rain on a window"]
-    res = cli("embed", "--model", tiny_model_dir, "--text", *texts, "--json")
+    res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--json")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [o["input"] for o in lines] == texts
@@ -159,11 +134,11 @@ def test_embed_text(tiny_model_dir):
 
 
 def test_embed_audio_newest_window_and_all_windows(tiny_model_dir, wav):
-    res = cli("embed", "--model", tiny_model_dir, "--audio", wav, "--precision", "fp32")
+    res = run_cli("embed", "--model", tiny_model_dir, "--audio", wav, "--precision", "fp32")
     assert res.returncode == 0, res.stderr
     (one,) = [json.loads(line) for line in res.stdout.splitlines()]
     assert one["input"] == str(wav) and len(one["embedding"]) == 32
-    res = cli(
+    res = run_cli(
         "embed", "--model", tiny_model_dir, "--audio", wav, "--precision", "fp32", "--all-windows"
     )
     assert res.returncode == 0, res.stderr
@@ -178,28 +153,22 @@ def test_embed_audio_newest_window_and_all_windows(tiny_model_dir, wav):
 # ---- pull ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _hub_env(port: int, tmp_path: Path) -> dict[str, str]:
     """Environment for a pull from the hub at 127.0.0.1:``port``, with its own HF cache."""
     return {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
 
 
-def cli_pull(dest: Path, port: int, tmp_path: Path) -> subprocess.CompletedProcess:
+def cli_pull(dest: Path, port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`listener model pull --dir dest` (default repo) from the hub at 127.0.0.1:``port``."""
-    return cli("model", "pull", "--dir", dest, env=_hub_env(port, tmp_path))
+    return run_cli("model", "pull", "--dir", dest, env=_hub_env(port, tmp_path))
 
 
 def test_pull_offline_fails_fast_naming_both_ways(tmp_path):
-    port = _free_port()  # nothing listens there: connection refused, like no network
+    port = free_port()  # nothing listens there: connection refused, like no network
     t0 = time.monotonic()
     res = cli_pull(tmp_path / "m", port, tmp_path)
     assert time.monotonic() - t0 < 15
-    assert_user_error(
+    assert_clean_error(
         res,
         "listener model pull",
         "listener model export --checkpoint",
@@ -218,7 +187,7 @@ def test_pull_from_silent_hub_is_bounded(tmp_path):
         assert time.monotonic() - t0 < 30
     finally:
         srv.close()
-    assert_user_error(res, "download of", "listener model export --checkpoint")
+    assert_clean_error(res, "download of", "listener model export --checkpoint")
 
 
 COMMIT = "a" * 40
@@ -316,7 +285,7 @@ def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, 
     assert m["source_checkpoint"] == "Xenova/clap-htsat-unfused" and m["commit"] == "a" * 40
     assert m["hub_files"]["onnx/audio_model_quantized.onnx"]["sha256_checked"] is True
     assert sorted(model.verify_hashes()) == sorted(DEFAULT_FILES)
-    res = cli("embed", "--model", dest, "--audio", wav)
+    res = run_cli("embed", "--model", dest, "--audio", wav)
     assert res.returncode == 0, res.stderr
 
 
@@ -324,21 +293,22 @@ def test_pull_rejects_a_file_whose_sha256_differs(fake_hub, tmp_path):
     fake_hub.etags["onnx/text_model_quantized.onnx"] = "0" * 64
     dest = tmp_path / "pulled"
     res = cli_pull(dest, fake_hub.server_address[1], tmp_path)
-    assert_user_error(res, str(dest / "onnx" / "text_model_quantized.onnx"), "0" * 64)
+    assert_clean_error(res, str(dest / "onnx" / "text_model_quantized.onnx"), "0" * 64)
     assert not (dest / "onnx" / "text_model_quantized.onnx").exists()
     assert not (dest / "listener.json").exists()
 
 
 def test_export_cli_no_quantize(tiny_checkpoint, tmp_path):
     out = tmp_path / "fp32only"
-    res = cli("model", "export", "--checkpoint", tiny_checkpoint, "--out", out, "--no-quantize")
+    res = run_cli("model", "export", "--checkpoint", tiny_checkpoint, "--out", out, "--no-quantize")
     assert res.returncode == 0, res.stderr
-    assert "fp32 check vs PyTorch" in res.stderr and "Traceback" not in res.stderr
+    assert "fp32 check vs PyTorch" in res.stderr
+    assert_no_traceback(res.stderr)
     model = ModelDir(out)
     assert model.has("audio", "fp32") and not model.has("audio", "int8")
     assert model.manifest["quantization"] is None
-    res = cli("embed", "--model", out, "--text", "rain")
-    assert_user_error(res, str(out / "onnx" / "text_model_quantized.onnx"), "fp32")
+    res = run_cli("embed", "--model", out, "--text", "rain")
+    assert_clean_error(res, str(out / "onnx" / "text_model_quantized.onnx"), "fp32")
 
 
 def test_default_pull_manifest_matches_code():
@@ -359,7 +329,7 @@ def test_pull_resumes_an_interrupted_download(fake_hub, tmp_path):
     dest = tmp_path / "pulled"
     port = fake_hub.server_address[1]
     res = cli_pull(dest, port, tmp_path)
-    assert_user_error(res, "audio_model_quantized.onnx", "again to resume")
+    assert_clean_error(res, "audio_model_quantized.onnx", "again to resume")
     assert not (dest / name).exists()
     res = cli_pull(dest, port, tmp_path)
     assert res.returncode == 0, res.stderr

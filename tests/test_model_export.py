@@ -16,6 +16,7 @@ from listener.model.audio_tower import AudioTower
 from listener.model.modeldir import ModelDir, sha256_file
 from listener.model.text_tower import TextTower
 from tests.fixtures_model import LAYOUT_FILES
+from tests.helpers import cosine
 
 TEXTS = [
     "a dog barking",
@@ -30,10 +31,6 @@ def torch_model(tiny_checkpoint: Path):
     from transformers import ClapModel
 
     return ClapModel.from_pretrained(str(tiny_checkpoint)).eval()
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 def test_fp32_audio_tower_matches_pytorch(tiny_checkpoint, tiny_model_dir, torch_model):
@@ -53,7 +50,7 @@ def test_fp32_audio_tower_matches_pytorch(tiny_checkpoint, tiny_model_dir, torch
         inputs["input_features"].numpy()
     )
     assert got.shape == want.shape == (4, 32)
-    assert _cos(got, want).min() >= 0.99999
+    assert cosine(got, want).min() >= 0.99999
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
@@ -67,7 +64,7 @@ def test_fp32_text_tower_matches_pytorch(tiny_checkpoint, tiny_model_dir, torch_
         out = torch_model.get_text_features(**enc)
     want = out.pooler_output.numpy() if hasattr(out, "pooler_output") else out.numpy()
     got = TextTower(ModelDir(tiny_model_dir), "fp32", threads=1).embed(TEXTS)
-    assert _cos(got, want).min() >= 0.99999
+    assert cosine(got, want).min() >= 0.99999
 
 
 def test_onnx_outputs_are_unnormalised_projections(tiny_model_dir):
@@ -176,7 +173,7 @@ def test_window_order_graph_failure_falls_back_to_transformers(
     with torch.no_grad():
         want = torch_model.get_audio_features(input_features=torch.from_numpy(feats))
     want = want.pooler_output if hasattr(want, "pooler_output") else want
-    assert _cos(got, want.numpy()).min() >= 0.99999  # the shipped file is the right one
+    assert cosine(got, want.numpy()).min() >= 0.99999  # the shipped file is the right one
 
 
 def test_export_refuses_non_empty_out(tiny_checkpoint, tiny_model_dir):
@@ -200,7 +197,7 @@ def test_int8_files_are_smaller_and_close(tiny_model_dir):
     feats = generated_features(2, seed=5)
     e32 = AudioTower(model, "fp32", threads=1).embed(feats)
     e8 = AudioTower(model, "int8", threads=1).embed(feats)
-    assert _cos(e8, e32).min() > 0.999
+    assert cosine(e8, e32).min() > 0.999
     assert json.loads((tiny_model_dir / "listener.json").read_text())["format"] == 1
 
 
@@ -228,4 +225,4 @@ def test_fusion_checkpoint_exports_with_is_longer(tmp_path):
     assert inputs["is_longer"].tolist() == [[True]]
     with torch.no_grad():
         want = ClapModel.from_pretrained(str(ckpt)).eval().get_audio_features(**inputs)
-    assert _cos(got, want.pooler_output.numpy()).min() >= 0.99999
+    assert cosine(got, want.pooler_output.numpy()).min() >= 0.99999

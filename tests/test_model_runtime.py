@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,9 @@ from listener.model.modeldir import ModelDir
 from listener.model.prompt_bank import PromptBank
 from listener.model.session import physical_cores
 from listener.model.text_tower import TextTower
+from tests.helpers import copy_dir
 
 PROMPTS = ["a dog barking", "smoke alarm beeping in the kitchen", "rain"]
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 def test_audio_batch_equals_single_windows(tiny_model_dir):
@@ -90,7 +85,7 @@ def _strip_attention_mask(src: Path, dst: Path) -> None:
 
 
 def test_text_model_without_mask_runs_one_prompt_at_a_time(tiny_model_dir, tmp_path):
-    d = _copy(tiny_model_dir, tmp_path / "nomask")
+    d = copy_dir(tiny_model_dir, tmp_path / "nomask")
     _strip_attention_mask(d / "onnx" / "text_model.onnx", d / "onnx" / "text_model.onnx")
     (d / "listener.json").unlink()
     tower = TextTower(ModelDir(d), "fp32", threads=1)
@@ -100,7 +95,7 @@ def test_text_model_without_mask_runs_one_prompt_at_a_time(tiny_model_dir, tmp_p
 
 
 def test_directory_without_manifest_loads(tiny_model_dir, tmp_path):
-    d = _copy(tiny_model_dir, tmp_path / "clap-public")
+    d = copy_dir(tiny_model_dir, tmp_path / "clap-public")
     (d / "listener.json").unlink()
     model = ModelDir(d)
     assert model.manifest is None
@@ -113,7 +108,7 @@ def test_directory_without_manifest_loads(tiny_model_dir, tmp_path):
 
 
 def test_missing_precision_names_alternatives(tiny_model_dir, tmp_path):
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     (d / "onnx" / "audio_model.onnx").unlink()
     with pytest.raises(ModelError) as err:
         AudioTower(ModelDir(d), "fp32")
@@ -123,7 +118,7 @@ def test_missing_precision_names_alternatives(tiny_model_dir, tmp_path):
 
 
 def test_hash_mismatch_names_file(tiny_model_dir, tmp_path):
-    d = _copy(tiny_model_dir, tmp_path / "m")
+    d = copy_dir(tiny_model_dir, tmp_path / "m")
     with open(d / "onnx" / "text_model_quantized.onnx", "r+b") as f:
         f.seek(100)
         byte = f.read(1)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 from structlog.testing import capture_logs
 
 from tests.fixtures_broker import mqtt_config, wait_until
-from tests.mqtt_driver import Feed, make_pair, publisher
+from tests.helpers import assert_no_traceback, running, stop
+from tests.mqtt_driver import Feed, make_pair, publisher, start_driver
 
 BASE = "listener/testdev"
-ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "listener", "s3cret-Pw"
 
 
@@ -62,23 +59,13 @@ def test_wrong_password_one_clear_error_then_quiet_retries(mosquitto_factory, tm
     cfg = {"host": broker.host, "port": broker.port, "device_id": "testdev", "username": USER,
            "password": wrong, "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.2,
            "tls": {"enabled": True, "ca_file": str(broker.tls.ca_file)}}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.mqtt_driver", "--state-dir", str(tmp_path),
-         "--mqtt", json.dumps(cfg)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    with running(start_driver(tmp_path, cfg)) as proc:
         wait_until(lambda: broker.log_text().count("not authorised") >= 4
                    or proc.poll() is not None, 30, "four refused connection attempts")
         assert proc.poll() is None, "the driver died instead of retrying"
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+        code, _, err = stop(proc, timeout=15)
+    assert code == 0, err
+    assert_no_traceback(err)
     assert wrong not in err
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     errors = [r for r in records if r["level"] == "error"]

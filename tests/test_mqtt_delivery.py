@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +13,10 @@ from structlog.testing import capture_logs
 from listener.mqtt.spool import Spool
 from listener.service.state_files import StateDir
 from tests.fixtures_broker import mqtt_config, wait_until
-from tests.mqtt_driver import Feed, make_pair, publisher, started
+from tests.helpers import running, stop
+from tests.mqtt_driver import Feed, make_pair, publisher, start_driver, started
 
 BASE = "listener/testdev"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def first_occurrences(messages) -> list[tuple[str, str]]:
@@ -89,38 +87,24 @@ def test_outage_delivers_every_event_once_in_order(mosquitto, mqtt_subscriber, t
         sink.close()
 
 
-def run_driver(state_dir: Path, cfg: dict, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.mqtt_driver", "--state-dir", str(state_dir),
-         "--mqtt", json.dumps(cfg), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
 def test_sigkill_with_spooled_events_then_restart(mosquitto, mqtt_subscriber, tmp_path) -> None:
     cfg = {"host": mosquitto.host, "port": mosquitto.port, "device_id": "testdev",
            "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5}
     mosquitto.stop()
-    proc = run_driver(tmp_path, cfg, "--pairs", "3")
-    try:
+    with running(start_driver(tmp_path, cfg, "--pairs", "3")) as proc:
         wait_until(lambda: spooled(tmp_path) == 6 or proc.poll() is not None, 30,
                    "the driver to spool 6 events")
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+        code, out, _ = stop(proc, signal.SIGKILL, timeout=10)
+    assert code == -signal.SIGKILL
     sent = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(sent) == 6
     assert spooled(tmp_path) == 6
 
     mosquitto.start()
     sub = mqtt_subscriber(mosquitto, f"{BASE}/+/event")
-    proc = run_driver(tmp_path, cfg, "--flush-exit", "20")
-    out, err = proc.communicate(timeout=40)
+    with running(start_driver(tmp_path, cfg, "--flush-exit", "20")) as proc:
+        out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err
     got = sub.wait_for(lambda ms: len(first_occurrences(ms)) == 6 and first_occurrences(ms),
                        10, "the 6 spooled events")
@@ -205,13 +189,7 @@ def test_sink_spool_bound_during_outage(mosquitto, mqtt_subscriber, tmp_path) ->
 def test_last_will_marks_a_killed_daemon_offline(mosquitto, mqtt_subscriber, tmp_path) -> None:
     sub = mqtt_subscriber(mosquitto, f"{BASE}/availability")
     cfg = {"host": mosquitto.host, "port": mosquitto.port, "device_id": "testdev"}
-    proc = run_driver(tmp_path, cfg)
-    try:
+    with running(start_driver(tmp_path, cfg)) as proc:
         sub.wait_topic(f"{BASE}/availability", accept=lambda m: m.text == "online")
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop(proc, signal.SIGKILL, timeout=10)
     sub.wait_topic(f"{BASE}/availability", accept=lambda m: m.text == "offline")

@@ -23,6 +23,7 @@ from listener.errors import ConfigError
 from listener.service.assemble import build_pipeline, configured_enabled, load_model
 from listener.service.reload import apply_config
 from listener.service.switches import SwitchStore
+from tests.helpers import config_data
 
 SR = 48000
 
@@ -54,15 +55,14 @@ def noise(seconds: float, dbfs: float = -30.0, seed: int = 0) -> np.ndarray:
 
 
 def make_config(model_dir: Path, tmp_path: Path, triggers: list[dict], **sections) -> Config:
-    data = {
-        "model": {"dir": str(model_dir), "precision": "fp32", "threads": 1},
-        "state_dir": str(tmp_path / "state"),
-        "defaults": {"on_threshold": 0.5, "off_threshold": 0.4, "on_windows": 2,
-                     "off_seconds": 2.0, "cooldown_seconds": 0.0, "margin": 0.0},
-        "triggers": triggers,
+    return Config.model_validate(config_data(
+        model_dir, triggers,
+        model={"precision": "fp32", "threads": 1},
+        state_dir=tmp_path / "state",
+        defaults={"on_threshold": 0.5, "off_threshold": 0.4, "on_windows": 2,
+                  "off_seconds": 2.0, "cooldown_seconds": 0.0, "margin": 0.0},
         **sections,
-    }
-    return Config.model_validate(data)
+    ))
 
 
 @pytest.fixture

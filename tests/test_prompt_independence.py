@@ -10,9 +10,6 @@ and ``listener embed``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ import pytest
 from listener.model.modeldir import ModelDir
 from listener.model.prompt_bank import PromptBank
 from listener.model.text_tower import TextTower
+from tests.helpers import run_cli
 
 # different token counts, so a batch of them needs padding
 PROMPTS = ["a siren", "an alarm beeping", "a dog"]
@@ -58,11 +56,8 @@ def test_cached_vector_does_not_depend_on_which_prompts_missed_together(
 
 
 def _embed_cli(model: Path, *texts: str) -> list[dict]:
-    res = subprocess.run(
-        [sys.executable, "-m", "listener", "embed", "--model", str(model),
-         "--precision", "int8", "--text", *texts],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False,
-    )
+    res = run_cli("embed", "--model", model, "--precision", "int8", "--text", *texts,
+                  timeout=120)
     assert res.returncode == 0, res.stderr
     return [json.loads(line) for line in res.stdout.splitlines()]
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.helpers import assert_clean_error, run_cli, write_config
+
 SR = 48000
 EVENT_KEYS = {"type", "id", "trigger", "score", "peak_score", "match", "window_start",
               "window_end", "time", "model", "clip", "details"}
-
-
-def listener(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "listener", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
 
 
 def noise(seconds: float, rate: int = SR, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -26,16 +23,18 @@ def noise(seconds: float, rate: int = SR, channels: int = 1, seed: int = 0) -> n
     return x.astype(np.float32)
 
 
-def write_config(tmp_path: Path, model_dir: Path, triggers: str) -> Path:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"model:\n  dir: {model_dir}\n  precision: int8\n"
-        f"state_dir: {tmp_path / 'state'}\n"
-        f"source: file:{tmp_path / 'gone.wav'}\n"  # ignored by scan, even when missing
-        "defaults:\n  on_threshold: 0.5\n  off_threshold: 0.4\n  margin: 0.0\n"
-        f"triggers:\n{triggers}"
+def scan_config(tmp_path: Path, model_dir: Path, *triggers: dict[str, Any]) -> Path:
+    return write_config(
+        tmp_path, model_dir, list(triggers),
+        model={"precision": "int8"},
+        state_dir=tmp_path / "state",
+        source=f"file:{tmp_path / 'gone.wav'}",  # ignored by scan, even when missing
+        defaults={"on_threshold": 0.5, "off_threshold": 0.4, "margin": 0.0},
     )
-    return cfg
+
+
+def listener(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture
@@ -45,39 +44,30 @@ def example(tmp_path) -> Path:
     return p
 
 
-def assert_clean_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.startswith("listener: ")
-    for n in needles:
-        assert n in r.stderr, r.stderr
-
-
 def test_missing_and_undecodable_files(tmp_path, tiny_model_dir):
-    cfg = write_config(tmp_path, tiny_model_dir, "  - name: t\n    prompts: [a dog]\n")
+    cfg = scan_config(tmp_path, tiny_model_dir, {"name": "t", "prompts": ["a dog"]})
     assert_clean_error(listener("scan", tmp_path / "nope.wav", "--config", cfg, cwd=tmp_path),
-                       "nope.wav does not exist")
+                       "nope.wav does not exist", alone=True)
     bad = tmp_path / "broken.flac"
     bad.write_bytes(b"\x00\x01garbage" * 500)
     assert_clean_error(listener("scan", bad, "--config", cfg, cwd=tmp_path),
-                       "cannot decode", "broken.flac")
+                       "cannot decode", "broken.flac", alone=True)
 
 
 def test_short_example_is_a_clear_error(tmp_path, tiny_model_dir):
     short = tmp_path / "blip.wav"
     sf.write(short, noise(0.2)[:, 0], SR)
-    cfg = write_config(tmp_path, tiny_model_dir, f"  - name: t\n    examples: [{short}]\n")
+    cfg = scan_config(tmp_path, tiny_model_dir, {"name": "t", "examples": [short]})
     audio = tmp_path / "a.wav"
     sf.write(audio, noise(3.0)[:, 0], SR)
     assert_clean_error(listener("scan", audio, "--config", cfg, cwd=tmp_path),
-                       "blip.wav is only 0.20 s long", "at least 0.5 s", "listener enroll")
+                       "blip.wav is only 0.20 s long", "at least 0.5 s", "listener enroll",
+                       alone=True)
 
 
 def test_jsonl_scores_and_events_of_a_441k_stereo_flac(tmp_path, tiny_model_dir, example):
-    cfg = write_config(
-        tmp_path, tiny_model_dir,
-        f"  - name: ours\n    examples: [{example}]\n"
-        "  - name: dog\n    prompts: [a dog barking]\n    on_threshold: 1.0\n",
-    )
+    cfg = scan_config(tmp_path, tiny_model_dir, {"name": "ours", "examples": [example]},
+                      {"name": "dog", "prompts": ["a dog barking"], "on_threshold": 1.0})
     audio = tmp_path / "stereo.flac"
     sf.write(audio, noise(4.0, rate=44100, channels=2, seed=3), 44100)
     r = listener("scan", audio, "--config", cfg, "--jsonl", "--scores", cwd=tmp_path)
@@ -98,8 +88,8 @@ def test_jsonl_scores_and_events_of_a_441k_stereo_flac(tmp_path, tiny_model_dir,
 
 
 def test_timeline_and_no_events_exit_zero(tmp_path, tiny_model_dir):
-    cfg = write_config(tmp_path, tiny_model_dir,
-                       "  - name: dog\n    prompts: [a dog barking]\n    on_threshold: 1.0\n")
+    cfg = scan_config(tmp_path, tiny_model_dir,
+                      {"name": "dog", "prompts": ["a dog barking"], "on_threshold": 1.0})
     audio = tmp_path / "quiet16k.wav"
     sf.write(audio, noise(2.5, rate=16000)[:, 0], 16000)
     r = listener("scan", audio, "--config", cfg, "--scores", cwd=tmp_path)
@@ -115,7 +105,7 @@ def test_config_without_triggers(tmp_path, tiny_model_dir):
     audio = tmp_path / "a.wav"
     sf.write(audio, noise(1.0)[:, 0], SR)
     assert_clean_error(listener("scan", audio, "--config", cfg, cwd=tmp_path),
-                       "no triggers configured")
+                       "no triggers configured", alone=True)
 
 
 def test_enroll_cuts_an_example_from_a_file(tmp_path):
@@ -127,5 +117,5 @@ def test_enroll_cuts_an_example_from_a_file(tmp_path):
     data, rate = sf.read(tmp_path / "ex" / "door.wav")
     assert rate == SR and abs(len(data) / SR - 2.5) < 0.01
     r = listener("enroll", "door", "--from", src, "--start", "1", "--end", "1.2", cwd=tmp_path)
-    assert_clean_error(r, "only 0.20 s")
-    assert_clean_error(listener("enroll", "door", cwd=tmp_path), "--seconds N")
+    assert_clean_error(r, "only 0.20 s", alone=True)
+    assert_clean_error(listener("enroll", "door", cwd=tmp_path), "--seconds N", alone=True)

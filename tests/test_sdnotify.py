@@ -14,8 +14,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import pytest
 
 from listener.audio.decode import write_wav
 from listener.service.sdnotify import Notifier
+from tests.helpers import assert_no_traceback, running, start_cli, stop, write_config
 
 WATCHDOG_USEC = 400_000  # 0.4 s: pings at most every 0.2 s
 
@@ -67,52 +68,35 @@ def pings(messages: list[tuple[float, str]]) -> list[float]:
 def daemon_dir(tmp_path: Path, hearing_model_dir: Path) -> Path:
     rng = np.random.default_rng(7)
     write_wav(tmp_path / "long.wav", (0.05 * rng.standard_normal(48000 * 60)).astype(np.float32))
-    (tmp_path / "config.yaml").write_text(
-        f"model:\n  dir: {hearing_model_dir}\n"
-        "source:\n  type: file\n  path: long.wav\n  realtime: true\n"
-        "audio:\n  hop_seconds: 0.25\n"
-        "triggers:\n  - name: alarm\n    prompts: [an alarm beeping]\n"
-        "mqtt:\n  enabled: false\n"
-        "state_dir: state\n"
+    write_config(
+        tmp_path, hearing_model_dir, [{"name": "alarm", "prompts": ["an alarm beeping"]}],
+        source={"type": "file", "path": "long.wav", "realtime": True},
+        audio={"hop_seconds": 0.25},
+        mqtt={"enabled": False},
+        state_dir="state",
     )
     return tmp_path
 
 
-ROOT = Path(__file__).resolve().parent.parent
+@pytest.fixture
+def notify(daemon_dir: Path) -> Iterator[NotifyListener]:
+    listener = NotifyListener(daemon_dir / "notify.sock")
+    yield listener
+    listener.close()
 
 
 def start_daemon(d: Path, notify: NotifyListener, stall_after: int | None = None
-                 ) -> subprocess.Popen:
-    full = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
-    full.pop("WATCHDOG_PID", None)
-    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [full.get("PYTHONPATH")])])
-    cmd = ["-m", "listener"] if stall_after is None else [
-        "-m", "tests.stalling_daemon", str(stall_after)]
-    return subprocess.Popen(
-        [sys.executable, *cmd, "run", "--config", "config.yaml"],
-        cwd=d,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+                 ) -> subprocess.Popen[str]:
+    """`listener run` in ``d`` (or tests.stalling_daemon, stalling after ``stall_after``
+    windows) reporting to ``notify`` with a watchdog of WATCHDOG_USEC."""
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    module, before = ("listener", []) if stall_after is None else (
+        "tests.stalling_daemon", [str(stall_after)])
+    return start_cli(*before, "run", "--config", "config.yaml", cwd=d, env=env, module=module)
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-    return proc.returncode, err
-
-
-def test_ready_then_periodic_watchdog_then_stopping(daemon_dir: Path):
-    notify = NotifyListener(daemon_dir / "notify.sock")
-    proc = start_daemon(daemon_dir, notify)
-    try:
+def test_ready_then_periodic_watchdog_then_stopping(daemon_dir: Path, notify: NotifyListener):
+    with running(start_daemon(daemon_dir, notify)) as proc:
         notify.collect_until(
             lambda ms: any(m.startswith("READY=1") for _, m in ms), timeout=60, proc=proc
         )
@@ -127,21 +111,14 @@ def test_ready_then_periodic_watchdog_then_stopping(daemon_dir: Path):
         gaps = np.diff(after)
         assert gaps.max() < WATCHDOG_USEC / 1e6, gaps
         assert gaps.min() >= WATCHDOG_USEC / 1e6 / 2 - 0.02, gaps  # rate-limited
-        code, err = stop(proc)
+        code, _, err = stop(proc)
         assert code == 0, err
         notify.collect_until(lambda ms: any("STOPPING=1" in m for _, m in ms), 5)
-        assert "Traceback" not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        notify.close()
+        assert_no_traceback(err)
 
 
-def test_stalled_processing_loop_stops_the_watchdog(daemon_dir: Path):
-    notify = NotifyListener(daemon_dir / "notify.sock")
-    proc = start_daemon(daemon_dir, notify, stall_after=4)
-    try:
+def test_stalled_processing_loop_stops_the_watchdog(daemon_dir: Path, notify: NotifyListener):
+    with running(start_daemon(daemon_dir, notify, stall_after=4)) as proc:
         notify.collect_until(
             lambda ms: any(m.startswith("READY=1") for _, m in ms), timeout=60, proc=proc
         )
@@ -163,13 +140,8 @@ def test_stalled_processing_loop_stops_the_watchdog(daemon_dir: Path):
             with contextlib.suppress(TimeoutError):
                 notify.messages.append((time.monotonic(), notify.sock.recv(4096).decode()))
         assert len(pings(notify.messages)) == n_before
-        _, err = stop(proc, signal.SIGKILL)
+        _, _, err = stop(proc, signal.SIGKILL)
         assert "processing loop stalled" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        notify.close()
 
 
 # --- the Notifier itself ---------------------------------------------------------------

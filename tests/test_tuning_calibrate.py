@@ -20,6 +20,7 @@ from listener.detect.settings import TriggerSettings
 from listener.tuning.budget import DAY, Distribution
 from listener.tuning.calibrate import GRID, Proposal, Stream, count_starts, propose, simulate
 from listener.tuning.report import format_report
+from tests.helpers import assert_clean_error, run_main
 
 HOP = 1.0
 CURRENT = TriggerSettings(
@@ -216,10 +217,9 @@ def test_write_keeps_crlf_and_rejects_unknown_trigger(tmp_path: Path) -> None:
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG, encoding="utf-8")
-    code = main(["calibrate", "--config", str(cfg), "--seconds", "5",
-                 "--false-alarms-per-day", "-1"])
-    assert code == 2
-    assert "--false-alarms-per-day must be 0 or more, got -1.0" in capsys.readouterr().err
+    r = run_main(capsys, "calibrate", "--config", cfg, "--seconds", "5",
+                 "--false-alarms-per-day", "-1")
+    assert_clean_error(r, "--false-alarms-per-day must be 0 or more, got -1.0")
     with pytest.raises(SystemExit) as exc:  # argparse: one of --seconds/--from is required
         main(["calibrate", "--config", str(cfg)])
     assert exc.value.code == 2

@@ -89,19 +89,20 @@ def test_scan_plot_end_to_end(hearing_model_dir: Path, tmp_path: Path,
     from listener.__main__ import main
     from listener.audio.decode import write_wav
     from tests.hearing import sounds
+    from tests.helpers import assert_clean_error, run_main, write_config
     from tests.test_tuning_calibrate import E2E_OFF, E2E_ON
 
     audio, _ = sounds.stream([("alarm", 5.0), ("knocking", 14.0)], seconds=24.0,
                              seed=sounds.FRESH_SEED_BASE + 73_000, event_seconds=3.0)
     wav = tmp_path / "two.wav"
     write_wav(wav, audio)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"model:\n  dir: {hearing_model_dir}\nstate_dir: {tmp_path / 'state'}\n"
-        f"defaults:\n  on_threshold: {E2E_ON}\n  off_threshold: {E2E_OFF}\n"
-        "triggers:\n  - name: smoke_alarm\n    prompts: [smoke alarm beeping]\n"
-        "  - name: knock\n    prompts: [someone knocking on the door]\n"
-        "  - name: siren\n    prompts: [a police car siren]\n"
+    cfg = write_config(
+        tmp_path, hearing_model_dir,
+        [{"name": "smoke_alarm", "prompts": ["smoke alarm beeping"]},
+         {"name": "knock", "prompts": ["someone knocking on the door"]},
+         {"name": "siren", "prompts": ["a police car siren"]}],
+        state_dir=tmp_path / "state",
+        defaults={"on_threshold": E2E_ON, "off_threshold": E2E_OFF},
     )
     png = tmp_path / "out.png"
     assert main(["scan", str(wav), "--config", str(cfg), "--plot", str(png)]) == 0
@@ -112,8 +113,6 @@ def test_scan_plot_end_to_end(hearing_model_dir: Path, tmp_path: Path,
     import unittest.mock
 
     with unittest.mock.patch.dict(sys.modules, {"matplotlib": None}):
-        assert main(["scan", str(wav), "--config", str(cfg), "--plot",
-                     str(tmp_path / "no.png")]) == 2
-    err = capsys.readouterr().err
-    assert "pip install 'listener[plot]'" in err and "Traceback" not in err
+        r = run_main(capsys, "scan", wav, "--config", cfg, "--plot", tmp_path / "no.png")
+    assert_clean_error(r, "pip install 'listener[plot]'")
     assert not (tmp_path / "no.png").exists()
