@@ -174,8 +174,9 @@ def test_file_source_delivers_events_then_exits_0(
         "every logged event on MQTT",
     )
     assert spool_count(tmp_path) == 0
-    last = sub.on(f"{BASE}/availability")[-1]
-    assert last.text == "offline"
+    # the process has exited; its last word reaches the subscriber through the broker
+    sub.wait_topic(f"{BASE}/availability", 10, lambda m: m.text == "offline")
+    assert sub.on(f"{BASE}/availability")[-1].text == "offline"
     assert_no_traceback(p.text())
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
-from listener.export import htsat
+from listener.export import htsat, htsat_torch
 from listener.export.trace import export_audio_tower, generated_features, tower_wrappers
 from tests.helpers import cosine, onnx_session
 
@@ -29,7 +29,7 @@ def shifted():
 
     model = build_shifted_clap(seed=3)
     audio_w, _ = tower_wrappers(torch, model)
-    return model, audio_w, htsat.build(model)
+    return model, audio_w, htsat_torch.build(model)
 
 
 @pytest.mark.parametrize(("h", "w", "ws", "shift"), [(16, 16, 8, 0), (16, 16, 8, 4), (8, 16, 4, 2)])

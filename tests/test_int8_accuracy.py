@@ -176,7 +176,7 @@ def test_full_size_int8_centred_cosine_beats_plain_export(tmp_path: Path) -> Non
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
-    from listener.export import htsat
+    from listener.export import htsat_torch
     from listener.export.verify import compare, generated_signals
     from listener.model.logmel import LogMel
     from tests.fixtures_model import db_range_batchnorm
@@ -187,7 +187,7 @@ def test_full_size_int8_centred_cosine_beats_plain_export(tmp_path: Path) -> Non
     raw = tmp_path / "raw.onnx"
     export_audio_tower(torch, audio_w, raw, log=lambda _m: None)
     opt = tmp_path / "audio_model.onnx"
-    export_audio_tower(torch, htsat.build(model), opt, log=lambda _m: None)
+    export_audio_tower(torch, htsat_torch.build(model), opt, log=lambda _m: None)
     del model, audio_w
     optimize_audio(opt)
     ours = quantize(opt, tmp_path / "audio_model_quantized.onnx", "int8")

@@ -139,9 +139,9 @@ def test_window_order_graph_failure_falls_back_to_transformers(
     export still succeeds with transformers' own forward, and the manifest says why."""
     import torch
 
-    from listener.export import htsat
+    from listener.export import htsat_torch
 
-    real_build = htsat.build
+    real_build = htsat_torch.build
 
     def faulty_build(model):
         if fault == "cannot be built":
@@ -158,7 +158,7 @@ def test_window_order_graph_failure_falls_back_to_transformers(
 
         return Negated().eval()
 
-    monkeypatch.setattr(htsat, "build", faulty_build)
+    monkeypatch.setattr(htsat_torch, "build", faulty_build)
     logs: list[str] = []
     out = tmp_path / "model"
     exporter.export_model(str(tiny_checkpoint), out, quantize=False, log=logs.append)

@@ -60,6 +60,17 @@ def not_above(section: object, low_key: str, high_key: str, at: str = "",
     return None
 
 
+def keeps_order(low_key: str, high_key: str) -> Any:
+    """A section's validator: ``low_key`` must not exceed ``high_key`` (:func:`not_above`)."""
+
+    def check(self: Any) -> Any:
+        if (error := not_above(self, low_key, high_key)) is not None:
+            raise error
+        return self
+
+    return model_validator(mode="after")(check)
+
+
 def _unit_interval(v: float) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError("must be between 0 and 1")
@@ -173,11 +184,7 @@ class AudioConfig(Strict):
             raise ValueError("must be 0 or below (dBFS)")
         return v
 
-    @model_validator(mode="after")
-    def _hop_le_window(self) -> AudioConfig:
-        if (error := not_above(self, "hop_seconds", "window_seconds")) is not None:
-            raise error
-        return self
+    _hop_le_window = keeps_order("hop_seconds", "window_seconds")
 
 
 class TriggerDefaults(Strict):
@@ -190,11 +197,7 @@ class TriggerDefaults(Strict):
     cooldown_seconds: NonNegFloat = 10.0
     margin: NonNegFloat = 0.05
 
-    @model_validator(mode="after")
-    def _off_le_on(self) -> TriggerDefaults:
-        if (error := not_above(self, "off_threshold", "on_threshold")) is not None:
-            raise error
-        return self
+    _off_le_on = keeps_order("off_threshold", "on_threshold")
 
 
 class TriggerConfig(Strict):
@@ -286,12 +289,11 @@ class MqttConfig(Strict):
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
-        """password or password_file, not both; reconnect delays in order."""
         if self.password is not None and self.password_file is not None:
             raise _at("password_file", "set either password or password_file, not both")
-        if (error := not_above(self, "reconnect_min_seconds", "reconnect_max_seconds")) is not None:
-            raise error
         return self
+
+    _reconnect_in_order = keeps_order("reconnect_min_seconds", "reconnect_max_seconds")
 
 
 class LoggingConfig(Strict):

@@ -102,13 +102,13 @@ def _export_audio_graph(torch, model, audio_w, path: Path, opset: int, fusion: b
     exported instead and the reason is logged and recorded in ``checks.audio_graph``.
     The caller checks the result that is returned against PyTorch.
     """
-    from listener.export import htsat
+    from listener.export import htsat, htsat_torch
     from listener.export.optimize import optimize_audio  # saved graph rewrites
 
     usable, why = htsat.supports(model)
     if usable:
         try:
-            export_audio_tower(torch, htsat.build(model), path, opset, fusion, log)
+            export_audio_tower(torch, htsat_torch.build(model), path, opset, fusion, log)
             checks["audio_graph_optimizations"] = optimize_audio(path)
             got = _session(path).run(None, feeds)[0]
             _check("window-order audio tower", got, want, "3 generated inputs")

@@ -178,11 +178,3 @@ def _merge_step(downsample: Any, next_block: Any, res: tuple[int, int],
     # x[1::2, 1::2]: row offset varies fastest
     fine = [(2 * r + dr) * res[1] + (2 * c + dc) for dc in (0, 1) for dr in (0, 1)]
     return MergeStep(downsample, _inverse(order)[np.stack(fine, axis=1)]), (h2, w2), coarse
-
-
-def build(model: Any) -> Any:
-    """The export module for ``model`` (a ClapModel): input_features [B, 1, T, F] ->
-    unnormalised audio embeddings [B, D]. Needs torch (the `export` extra)."""
-    from listener.export.htsat_torch import Htsat
-
-    return Htsat(model).eval()

@@ -1,7 +1,7 @@
 """The window-order HTSAT as torch modules (the plan and the why: listener/export/htsat.py).
 
-This module imports torch at the top: only :func:`listener.export.htsat.build` imports
-it, in the export path, after the exporter found the `export` extra.
+This module imports torch at the top: the exporter imports it in the export path only,
+after it found the `export` extra. :func:`build` is the entry point.
 
 Module attribute names matter: they become the ONNX node names, and
 :func:`listener.export.optimize.fp32_nodes` keeps the nodes under
@@ -176,3 +176,9 @@ class Htsat(nn.Module):
         # LayerNorm + transformers' regrouping + AdaptiveAvgPool1d == mean over tokens
         pooled = self.norm(x).mean(dim=1)
         return self.projection(pooled)
+
+
+def build(model: Any) -> Htsat:
+    """The export module for ``model`` (a ClapModel): input_features [B, 1, T, F] ->
+    unnormalised audio embeddings [B, D]."""
+    return Htsat(model).eval()

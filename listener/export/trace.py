@@ -156,7 +156,7 @@ def export_audio_tower(torch: Any, module: Any, path: Path, opset: int = 17,
     """Trace an audio tower module into ``path``: input_features [B, C, 1001, 64] (+ is_longer
     [B, 1] when ``fusion``) -> audio_embeds [B, D], with a dynamic batch axis.
 
-    ``module`` is one of :func:`tower_wrappers` or :func:`listener.export.htsat.build`.
+    ``module`` is one of :func:`tower_wrappers` or :func:`listener.export.htsat_torch.build`.
     Nothing is checked here: the exporter compares the file with PyTorch.
     """
     x = torch.from_numpy(generated_features(2, seed=1, fusion=fusion))
