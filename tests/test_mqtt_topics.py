@@ -130,7 +130,8 @@ def test_runtime_switch_persists_and_bad_commands_are_ignored(
         assert warnings[0]["payload"] == "maybe"
         assert warnings[1]["topic"] == f"{BASE}/nosuch/enabled/set"
         assert store.snapshot() == {"smoke": False, "glass": True}
-        assert json.loads(StateDir(tmp_path).switches.read_text()) == {"smoke": False}
+        stored = json.loads(StateDir(tmp_path).switches.read_text())
+        assert stored == {"smoke": {"enabled": False, "config": True}}
         sub.wait_topic(f"{BASE}/smoke/enabled", accept=lambda m: m.text == "OFF")
     finally:
         sink.close()

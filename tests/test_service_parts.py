@@ -70,7 +70,7 @@ def test_switch_store_rules_and_persistence(tmp_path: Path) -> None:
     store = SwitchStore(path, {"dog": True, "bell": False})
     assert store.snapshot() == {"dog": True, "bell": False}
     assert store.set("dog", False) is True and store.set("dog", False) is False
-    assert json.loads(path.read_text()) == {"dog": False}
+    assert json.loads(path.read_text()) == {"dog": {"enabled": False, "config": True}}
     with pytest.raises(KeyError, match="unknown trigger 'cat'; triggers: dog, bell"):
         store.set("cat", True)
 
@@ -90,6 +90,21 @@ def test_switch_store_rules_and_persistence(tmp_path: Path) -> None:
     memory = SwitchStore(None, {"dog": True})
     memory.set("dog", False)
     assert memory.snapshot() == {"dog": False} and not list(tmp_path.glob("*.tmp"))
+
+
+def test_config_edited_while_stopped_also_beats_the_stored_switch(tmp_path: Path) -> None:
+    path = StateDir(tmp_path).switches
+    SwitchStore(path, {"dog": True, "bell": True}).set("dog", False)
+    SwitchStore(path, {"dog": True, "bell": True}).set("bell", False)
+    # next start: dog's `enabled` was edited to false meanwhile, bell's was not
+    store = SwitchStore(path, {"dog": False, "bell": True})
+    assert store.snapshot() == {"dog": False, "bell": False}
+    assert json.loads(path.read_text()) == {"bell": {"enabled": False, "config": True}}
+    store.set("dog", True)  # switched on again over MQTT: remembered against the new config
+    assert SwitchStore(path, {"dog": False, "bell": True}).enabled("dog") is True
+    # a file from an older listener (plain booleans) keeps its choices
+    path.write_text('{"dog": false}')
+    assert SwitchStore(path, {"dog": True, "bell": True}).enabled("dog") is False
 
 
 def test_unreadable_switch_file_falls_back_to_the_config(tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 A user turns a trigger off from Home Assistant at night (``<trigger>/enabled/set``)
 and expects it to stay off after a reboot; the choice is kept in the state
-directory's ``switches.json``. A trigger without a stored choice uses its config's
-``enabled``. When a reload changes a trigger's ``enabled`` in the config, that edit
-is the newer decision: the stored choice for it is dropped.
+directory's ``switches.json``, with the config's ``enabled`` at the time it was made.
+A trigger without a stored choice uses its config's ``enabled``. Editing a trigger's
+``enabled`` in the config is the newer decision: the stored choice for it is dropped,
+whether the edit is picked up by a reload or by the next start.
 
 :class:`SwitchStore` is the only place this fact lives. The detector asks it at every
 step, the MQTT publisher reads it from the detector's results, command handlers
@@ -33,13 +34,22 @@ class SwitchStore:
         self.path = path
         self._lock = threading.Lock()
         self._configured = dict(configured)
-        self._choices = self._load() if path is not None else {}
+        # name -> (choice, the config's `enabled` when it was made; None: not recorded)
+        self._choices: dict[str, tuple[bool, bool | None]] = (
+            self._load() if path is not None else {})
+        edited = [n for n, (_, then) in self._choices.items()
+                  if then is not None and n in self._configured and self._configured[n] != then]
+        if edited:
+            with self._lock:
+                for name in edited:
+                    del self._choices[name]
+                self._save()
 
-    def _load(self) -> dict[str, bool]:
+    def _load(self) -> dict[str, tuple[bool, bool | None]]:
         assert self.path is not None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            return {str(k): v for k, v in data.items() if isinstance(v, bool)}
+            return {str(k): c for k, v in data.items() if (c := _choice(v)) is not None}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, AttributeError) as exc:
@@ -50,15 +60,21 @@ class SwitchStore:
             return {}
 
     def _save(self) -> None:
+        """Write the choices (caller holds the lock); a failure is logged, not raised."""
         if self.path is None:
             return
+        data = {n: {"enabled": c, "config": then} for n, (c, then) in self._choices.items()}
         try:
-            atomic_write(self.path, json.dumps(self._choices, indent=1, sort_keys=True))
+            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as exc:
             log.error(
                 "cannot store the trigger switch; it will not survive a restart",
                 path=str(self.path), error=str(exc),
             )
+
+    def _state(self, name: str) -> bool:
+        choice = self._choices.get(name)
+        return choice[0] if choice is not None else self._configured.get(name, False)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -66,11 +82,11 @@ class SwitchStore:
 
     def enabled(self, name: str) -> bool:
         with self._lock:
-            return self._choices.get(name, self._configured.get(name, False))
+            return self._state(name)
 
     def snapshot(self) -> dict[str, bool]:
         with self._lock:
-            return {n: self._choices.get(n, c) for n, c in self._configured.items()}
+            return {n: self._state(n) for n in self._configured}
 
     def set(self, name: str, enabled: bool) -> bool:
         """Store a runtime choice; True if it changed the trigger's state.
@@ -81,8 +97,8 @@ class SwitchStore:
             if name not in self._configured:
                 known = ", ".join(self._configured)
                 raise KeyError(f"unknown trigger {name!r}; triggers: {known}")
-            before = self._choices.get(name, self._configured[name])
-            self._choices[name] = bool(enabled)
+            before = self._state(name)
+            self._choices[name] = (bool(enabled), self._configured[name])
             self._save()
             return before != bool(enabled)
 
@@ -90,7 +106,7 @@ class SwitchStore:
         """Take the reloaded config's ``enabled`` values; returns the triggers whose
         effective state changed (or that are new), with their new state."""
         with self._lock:
-            before = {n: self._choices.get(n, c) for n, c in self._configured.items()}
+            before = {n: self._state(n) for n in self._configured}
             edited = [n for n, c in configured.items()
                       if n in self._configured and self._configured[n] != c]
             for name in edited:
@@ -98,5 +114,15 @@ class SwitchStore:
             self._configured = dict(configured)
             if edited:
                 self._save()
-            after = {n: self._choices.get(n, c) for n, c in self._configured.items()}
+            after = {n: self._state(n) for n in self._configured}
         return {n: v for n, v in after.items() if before.get(n) != v}
+
+
+def _choice(value: object) -> tuple[bool, bool | None] | None:
+    """A stored entry: ``{"enabled": b, "config": b}``, or a plain bool (older files)."""
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, dict) and isinstance(value.get("enabled"), bool):
+        then = value.get("config")
+        return value["enabled"], then if isinstance(then, bool) else None
+    return None
