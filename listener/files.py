@@ -15,13 +15,16 @@ import shutil
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, fsync: bool = True) -> None:
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, fsync: bool = True,
+                 mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` (text is written as UTF-8, byte for byte).
 
     The data goes to a temporary file in the same directory, which is flushed to disk
-    (``fsync``) and renamed over ``path``. A new file gets the usual permissions (the
-    umask applies); an existing file keeps its mode. The directory is created if
-    needed. On any error the temporary file is removed and the error raised.
+    (``fsync``) and renamed over ``path``. With ``mode`` the file gets exactly that
+    mode, whatever the umask (private files: the state directory's); without it a new
+    file gets the usual permissions (the umask applies) and an existing file keeps its
+    mode. The directory is created if needed. On any error (a full disk included) the
+    temporary file is removed and the error raised.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +36,11 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, fsync: bool
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            shutil.copymode(target, tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copymode(target, tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
