@@ -75,13 +75,14 @@ def start_cli(
     module: str = "listener",
     stdout: Output = subprocess.PIPE,
     stderr: Output = subprocess.PIPE,
+    stdin: Output = None,
 ) -> subprocess.Popen[str]:
     """``python -m listener args...`` (or ``-m module``) started and left running (a
     daemon, a test driver). ``env`` adds to :func:`cli_env`; ``cwd`` defaults to the
     test's own. End it with :func:`stop`; guard it with :func:`running`."""
     cmd = python_m(module, *args)
-    return subprocess.Popen(cmd, cwd=cwd, env=cli_env(env), stdout=stdout, stderr=stderr,
-                            text=True)
+    return subprocess.Popen(cmd, cwd=cwd, env=cli_env(env), stdin=stdin, stdout=stdout,
+                            stderr=stderr, text=True)
 
 
 def stop(

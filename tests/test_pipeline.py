@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from structlog.testing import capture_logs
 
 from listener.audio.sources import ArraySource
 from listener.config.schema import Config
@@ -277,13 +278,18 @@ def test_slow_tower_skips_stale_windows_and_memory_stays_flat(tiny_model_dir, tm
     try:
         pipe.open()
         t0 = time.monotonic()
-        pipe.run(threading.Event())
+        with capture_logs() as logs:
+            pipe.run(threading.Event())
         wall = time.monotonic() - t0
     finally:
         tracemalloc.stop()
     st = pipe.stats()
     assert wall < seconds + 2.0  # kept pace with the source instead of queueing
     assert st["skipped_windows"] > 10
+    # said in the log, once (rate-limited), with the real-time factor and what to change
+    lag = [e for e in logs if e["event"].startswith("falling behind real time")]
+    assert len(lag) == 1 and lag[0]["log_level"] == "warning", logs
+    assert lag[0]["real_time_factor"] > 1.0 and "hop_seconds" in lag[0]["event"]
     assert st["windows"] + st["skipped_windows"] == pytest.approx(seconds / 0.1, abs=2)
     assert len(sink.lines) == st["windows"]
     # inference ran on a different thread from reading

@@ -94,9 +94,11 @@ def load_audio(
     return resample(mono, rate)
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE,
+              mode: int | None = None) -> None:
     """Write float32 mono samples as 16-bit PCM (clips, enrolled examples), atomically: a
-    reader (or a crash) never sees half a file. WAV unless the name says FLAC or AIFF."""
+    reader (or a crash) never sees half a file. WAV unless the name says FLAC or AIFF;
+    ``mode`` as in :func:`listener.files.atomic_write`."""
     import io
 
     import soundfile as sf
@@ -105,7 +107,7 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) ->
     buf = io.BytesIO()
     sf.write(buf, np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16",
              format=kind if kind in ("FLAC", "AIFF") else "WAV")
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), mode=mode)
 
 
 #: the shortest example recording a trigger may use (shorter ones are mostly padding)

@@ -9,11 +9,18 @@ clip's first sample, then accumulates new audio as it arrives, so a clip may be
 longer than the ring. A clip is capped at ``MAX_CLIP_SECONDS`` to bound memory.
 The end event names the clip path at once; the file is written as soon as the
 audio up to ``end + post_seconds`` has arrived (or at end of stream).
+
+A clip that cannot be written (full disk, read-only or missing directory) never stops
+detection: the recorder checks room and write access when the event ends (the end
+event then says ``clip: null``), logs and counts every failure (``failures``, in the
+daemon's stats), and leaves no temporary file behind. Clips hold household audio, so
+they are written 0640 in a 0750 directory whatever the umask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +32,9 @@ from listener.audio.decode import SAMPLE_RATE, write_wav
 from listener.audio.ringbuffer import RingBuffer
 from listener.config.schema import ClipsConfig
 from listener.detect.events import Event
+from listener.logs import get_logger
+
+log = get_logger("listener.clips")
 
 MAX_CLIP_SECONDS = 120.0
 
@@ -46,6 +56,37 @@ class ClipRecorder:
         self.rate = rate
         self.max_samples = int(MAX_CLIP_SECONDS * rate)
         self._open: dict[str, _Clip] = {}
+        self.failures = 0
+        self._logged: set[str] = set()  # each kind of failure gets one error line
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of clips a crash interrupted (they would never be rotated)."""
+        with contextlib.suppress(OSError):
+            for p in [*self.dir.glob(".*.tmp"), *self.dir.glob("*.tmp.wav")]:
+                p.unlink(missing_ok=True)
+
+    def _failed(self, clip: Path, why: str) -> None:
+        self.failures += 1
+        kind = why.split(":")[0]
+        level = log.debug if kind in self._logged else log.error
+        self._logged.add(kind)
+        level("clip not written; detection goes on", clip=str(clip), reason=why,
+              failures=self.failures, hint="free space or make clips.dir writable")
+
+    def _room_for(self, clip: _Clip) -> str | None:
+        """Why ``clip`` cannot be written now (no directory, read-only, full), or None."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            if not os.access(self.dir, os.W_OK | os.X_OK):
+                return f"not writable: {self.dir}"
+            st = os.statvfs(self.dir)
+        except OSError as exc:
+            return f"{exc.strerror or exc}: {self.dir}"
+        need = 2 * ((clip.until or clip.next) - clip.first) + 4096  # 16-bit samples + header
+        if st.f_bavail * st.f_frsize < need:
+            return f"no space: {need} bytes needed in {self.dir}"
+        return None
 
     @property
     def pre_samples(self) -> int:
@@ -75,10 +116,16 @@ class ClipRecorder:
         self.pull(ring)
 
     def end(self, event_id: str, sound_end: int, ring: RingBuffer) -> Path | None:
+        """The clip's path, or None when it cannot be written (the failure is counted)."""
         clip = self._open.get(event_id)
         if clip is None:
             return None
         clip.until = sound_end + self.post_samples
+        why = self._room_for(clip)
+        if why is not None:
+            del self._open[event_id]
+            self._failed(clip.path, why)
+            return None
         self.pull(ring)
         return clip.path
 
@@ -106,9 +153,13 @@ class ClipRecorder:
 
     def _write(self, eid: str) -> None:
         clip = self._open.pop(eid)
-        self.dir.mkdir(parents=True, exist_ok=True)
         audio = np.concatenate(clip.chunks) if clip.chunks else np.zeros(0, np.float32)
-        write_wav(clip.path, audio, self.rate)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            write_wav(clip.path, audio, self.rate, mode=0o640)
+        except OSError as exc:  # atomic_write left no temporary file
+            self._failed(clip.path, f"{exc.strerror or exc}: {clip.path}")
+            return
         self.retention()
 
     def retention(self, now: float | None = None) -> list[Path]:

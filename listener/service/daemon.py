@@ -31,9 +31,11 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from listener.config.loader import LoadedConfig, load_config
+from listener.detect.events import Event
 from listener.errors import UserError
 from listener.logs import get_logger, setup_logging
 from listener.service.assemble import (
@@ -46,10 +48,12 @@ from listener.service.assemble import (
     state_dir,
 )
 from listener.service.commands import Commands
+from listener.service.open_events import OpenEvents
 from listener.service.pipeline import Pipeline
 from listener.service.reload import read_config, reload_running
 from listener.service.sdnotify import Notifier
 from listener.service.sinks import FanOut, LogSink
+from listener.service.state_files import StateDir
 from listener.service.switches import SwitchStore
 
 FLUSH_SECONDS = 5.0  # how long shutdown waits for the spool to reach the broker
@@ -83,6 +87,7 @@ class Daemon:
         self.mqtt: Any = None
         self.stack: Any = None
         self.switches: SwitchStore | None = None
+        self.open_events: OpenEvents | None = None
         self._worker_error: BaseException | None = None
         self._signals_received: list[str] = []
 
@@ -107,11 +112,11 @@ class Daemon:
         log.info("starting", config=str(self.loaded.path), model=str(cfg.model.dir),
                  source=cfg.source.type, triggers=[t.name for t in cfg.triggers],
                  pid=os.getpid())
+        state = self._state_dir()
         t0 = time.monotonic()
         self.stack = load_model(cfg)
         log.info("model loaded", model=self.stack.model_id,
                  seconds=round(time.monotonic() - t0, 2))
-        state = state_dir(cfg).ensure() if cfg.mqtt.enabled else state_dir(cfg)
         # runtime switches are set over MQTT; without it, the config's `enabled` applies
         self.switches = SwitchStore(state.switches if cfg.mqtt.enabled else None,
                                     configured_enabled(cfg))
@@ -125,11 +130,33 @@ class Daemon:
             self.sinks.add(self.mqtt)
         self.pipeline = Pipeline(cfg.audio, make_source(cfg.source), detector, self.sinks,
                                  clips=make_clips(cfg), heartbeat=self.notifier.watchdog)
-        self.sinks.on_result(detector.snapshot())  # the present state, before any window
+        # the present state before any window, with the ends a crashed run still owed
+        owed = self._recover_open_events(state) if cfg.mqtt.enabled else []
+        self.sinks.on_result(replace(detector.snapshot(), events=tuple(owed)))
         if self.mqtt is not None:
             self.mqtt.start()
         self.pipeline.open()
         _release_startup_memory()
+
+    def _state_dir(self) -> StateDir:
+        """The state directory, made private before anything is written into it. MQTT
+        cannot work without it (the spool); without MQTT only the prompt cache is lost."""
+        state = state_dir(self.config)
+        try:
+            return state.ensure()
+        except UserError:
+            if self.config.mqtt.enabled:
+                raise
+            log.warning("no state directory: prompt embeddings are not cached",
+                        path=str(state.path))
+            return state
+
+    def _recover_open_events(self, state: StateDir) -> list[Event]:
+        """End events for starts a crashed run left open; from now on, record them."""
+        self.open_events = OpenEvents(state.open_events)
+        owed = self.open_events.recover()
+        self.sinks.add(self.open_events)
+        return owed
 
     def _apply_switches(self) -> None:
         if self.pipeline is not None:
@@ -215,6 +242,8 @@ class Daemon:
             if now >= next_status:
                 next_status = now + STATUS_SECONDS
                 self.notifier.status(self.summary())
+            if self.open_events is not None:
+                self.open_events.alive()
             if self.stop.is_set():
                 if stop_seen_at is None:
                     stop_seen_at = now

@@ -34,8 +34,38 @@ from listener.audio.sources import Source
 from listener.config.schema import AudioConfig
 from listener.detect.detector import Detector, DetectorResult
 from listener.detect.triggers import TriggerSet
+from listener.logs import get_logger
 from listener.service.clips import ClipRecorder
 from listener.service.sinks import Sink
+
+log = get_logger("listener.pipeline")
+
+
+class LagWarning:
+    """Says in the log when the live loop skips windows because scoring is slower than
+    real time: at once, then at most every ``every`` seconds, with what to change."""
+
+    def __init__(self, hop_seconds: float, every: float = 60.0) -> None:
+        self.hop_seconds = hop_seconds
+        self.every = every
+        self._warned_at: float | None = None
+        self._skipped = 0  # the count at the last warning
+
+    def check(self, skipped: int, inference_ms: float) -> None:
+        if skipped <= self._skipped:
+            return
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < self.every:
+            return
+        log.warning(
+            "falling behind real time: windows skipped (scoring one window takes longer "
+            "than the hop); raise audio.hop_seconds, set model.threads to use more cores, "
+            "or use the int8 model",
+            skipped=skipped - self._skipped, skipped_total=skipped,
+            real_time_factor=round(inference_ms / 1000.0 / self.hop_seconds, 2),
+            hop_seconds=self.hop_seconds,
+        )
+        self._warned_at, self._skipped = now, skipped
 
 
 class Pipeline:
@@ -57,6 +87,7 @@ class Pipeline:
         self.window = round(audio.window_seconds * rate)
         self.ring = RingBuffer(self._ring_capacity())
         self.scheduler = HopScheduler(self.hop)
+        self.lag = LagWarning(audio.hop_seconds)
         self._lock = threading.RLock()  # one step at a time: windows, switches, reloads
         self._t0 = time.time()
         self._anchor = (0, self._t0)  # (absolute sample, wall clock) of the newest write
@@ -90,6 +121,8 @@ class Pipeline:
         self._started = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
+        """Process until the source ends or ``stop`` is set. However it stops (an error
+        in the source included), every active trigger gets its end event first."""
         self._live = bool(self.source.realtime)
         try:
             if self._live:
@@ -98,7 +131,7 @@ class Pipeline:
                 self._run_batch(stop)
         finally:
             self.source.close()
-        self._finish()
+            self._finish()
 
     def _beat(self) -> None:
         if self.heartbeat is not None:
@@ -136,6 +169,7 @@ class Pipeline:
                 end = self.scheduler.take_newest(self.ring.total)
                 if end is not None:
                     self._window(end)
+                    self.lag.check(self.scheduler.skipped, self.detector.inference_ms())
                 elif done.is_set():
                     end = self.scheduler.final(self.ring.total)
                     if end is not None:
@@ -231,4 +265,5 @@ class Pipeline:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "audio_seconds": round(self.ring.total / self.rate, 3),
             "model": self.model_id,
+            **({"clip_failures": self.clips.failures} if self.clips is not None else {}),
         }

@@ -7,6 +7,8 @@ in it is decided here, and every other module receives these paths:
 - ``spool.sqlite3``: events not yet acknowledged by the broker (listener/mqtt/spool.py)
 - ``switches.json``: runtime on/off choices made over MQTT (listener/service/switches.py)
 - ``mqtt_discovery.json``: the Home Assistant config topics published last time
+- ``open_events.json``: starts not ended yet, ended at the next start-up after a crash
+  (listener/service/open_events.py)
 - ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
 - ``clips/``: event clips, unless ``clips.dir`` says otherwise
 """
@@ -36,6 +38,10 @@ class StateDir:
         return self.path / "mqtt_discovery.json"
 
     @property
+    def open_events(self) -> Path:
+        return self.path / "open_events.json"
+
+    @property
     def prompt_cache(self) -> Path:
         return self.path / "prompt-cache"
 
@@ -44,9 +50,13 @@ class StateDir:
         return self.path / "clips"
 
     def ensure(self) -> StateDir:
-        """Create the directory, or say clearly why it cannot be (exit 2)."""
+        """Create the directory, private (0700: it holds events and clips of a household),
+        or say clearly why it cannot be (exit 2). An existing directory keeps its mode
+        (systemd's StateDirectoryMode decides it there)."""
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_dir():
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.path.chmod(0o700)
         except OSError as exc:
             raise UserError(
                 f"cannot create the state directory {self.path} ({exc.strerror}); set "
