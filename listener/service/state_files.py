@@ -8,6 +8,8 @@ in it is decided here, and every other module receives these paths:
 - ``switches.json``: runtime on/off choices made over MQTT (listener/service/switches.py)
 - ``mqtt_discovery.json``: the Home Assistant config topics published last time
 - ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
+- ``model-hashes.json``: sha256 of model files by path, size and mtime (the start-up
+  integrity check and the prompt cache's key; listener/model/modeldir.py)
 - ``clips/``: event clips, unless ``clips.dir`` says otherwise
 """
 
@@ -38,6 +40,10 @@ class StateDir:
     @property
     def prompt_cache(self) -> Path:
         return self.path / "prompt-cache"
+
+    @property
+    def model_hashes(self) -> Path:
+        return self.path / "model-hashes.json"
 
     @property
     def clips(self) -> Path:
