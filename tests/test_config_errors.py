@@ -242,3 +242,55 @@ def test_example_config_states_the_real_defaults():
         assert doc["mqtt"][key] == defaults["mqtt"][key]
         checked += 1
     assert checked >= 20
+
+
+# --- secrets: a password is never echoed -------------------------------------------------
+
+
+def _with_password(scratch: Path, value: str) -> Path:
+    """scratch/config.yaml: a valid config whose mqtt.password line is ``value`` as written."""
+    text = GOOD.replace("password: hunter2-secret", f"password: {value}")
+    (scratch / "config.yaml").write_text(text + "  enabled: false\n")
+    return scratch / "config.yaml"
+
+
+def test_an_unquoted_number_as_password_is_the_text_as_written(scratch: Path):
+    """YAML reads 98765432 as a number and 0123 as 123; the broker needs what was typed."""
+    for written in ("98765432", "0123", "1e3", "0x1F"):
+        cfg = parse_config(GOOD.replace("hunter2-secret", written), base=scratch).config
+        assert cfg.mqtt.password is not None
+        assert cfg.mqtt.password.get_secret_value() == written
+    _with_password(scratch, "98765432")
+    r = run_cli("check-config", "--config", "config.yaml", cwd=scratch)
+    assert r.returncode == 0, r.stderr
+    assert "98765432" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("written", ["true", "[s3cr3t-98765]", "{part: s3cr3t-98765}"],
+                         ids=["bool", "list", "mapping"])
+def test_a_password_of_another_type_is_refused_without_its_value(scratch: Path, written: str):
+    _with_password(scratch, written)
+    for command in ("check-config", "run"):
+        r = run_cli(command, "--config", "config.yaml", cwd=scratch)
+        assert_clean_error(r, "config.yaml:8 mqtt.password: must be text in quotes")
+        for shown in ("s3cr3t", "98765", "True", "true"):
+            assert shown not in r.stderr, (command, r.stderr)
+
+
+# --- clips.dir -----------------------------------------------------------------------
+
+
+def test_clips_dir_that_is_not_writable_is_a_problem(scratch: Path, small_fs):
+    """A read-only mount (chmod would not stop root, who runs the tests)."""
+    readonly = small_fs(readonly=True)
+    base = GOOD + "clips:\n  enabled: true\n  dir: {}\n"
+    for target in (readonly, readonly / "clips" / "kitchen"):
+        (scratch / "config.yaml").write_text(base.format(target))
+        r = run_cli("check-config", "--config", "config.yaml", cwd=scratch)
+        assert_clean_error(r, f"config.yaml:11 clips.dir: clips directory {target} is not writable")
+    # enabled, on a writable file system (created at the first clip): fine
+    (scratch / "config.yaml").write_text(base.format(scratch / "clips" / "new"))
+    assert run_cli("check-config", "--config", "config.yaml", cwd=scratch).returncode == 0
+    # disabled: not checked
+    (scratch / "config.yaml").write_text(base.format(readonly).replace("true", "false"))
+    assert run_cli("check-config", "--config", "config.yaml", cwd=scratch).returncode == 0

@@ -120,6 +120,21 @@ def test_info(tiny_model_dir):
     assert "onnx/audio_model_quantized.onnx" in info["files"]
 
 
+def test_info_and_verify_with_a_relative_model_dir(tiny_model_dir, tmp_path):
+    """The directory as the user typed it, relative to the cwd: each file is found once."""
+    copy_dir(tiny_model_dir, tmp_path / "good")
+    res = run_cli("model", "info", "good", "--hashes", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(res.stdout)["hashes_checked"]) == 7
+    res = run_cli("model", "verify", "good", "--json", "--threads", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(res.stdout)["hashes_checked"]) == 7
+    with open(tmp_path / "good" / "tokenizer.json", "a") as f:
+        f.write(" ")
+    res = run_cli("model", "info", "good", "--hashes", cwd=tmp_path)
+    assert_clean_error(res, "model file good/tokenizer.json does not match its sha256")
+
+
 def test_embed_text(tiny_model_dir):
     texts = ["a dog barking", "rain on a window"]
     res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--json")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +165,7 @@ def test_prompt_bank_warm_start_never_creates_a_text_session(tiny_model_dir, tmp
     assert counter.count == 1 and bank.misses == 1
     files = sorted(p.name for p in cache.iterdir())
     sha = model.file_sha256(model.text_model_path("int8"))
-    assert files == ["hashes.json", f"prompts-{sha}.json"]
+    assert files == [f"prompts-{sha}.json"]  # the model hash memo is the caller's file
     data = json.loads((cache / f"prompts-{sha}.json").read_text())
     assert set(data["prompts"]) == {*PROMPTS, "a door knock"}
 
@@ -190,3 +192,16 @@ def test_prompt_bank_rebuilds_a_corrupt_cache(tiny_model_dir, tmp_path):
     again = PromptBank(model, cache)
     np.testing.assert_allclose(again.embed(PROMPTS), good, atol=1e-6)
     assert again.misses == len(PROMPTS)
+
+
+def test_prompt_cache_and_hash_memo_are_private_whatever_the_umask(tiny_model_dir, tmp_path):
+    """Both live in the state directory and say which prompts a user listens for."""
+    memo = tmp_path / "state" / "model-hashes.json"
+    old = os.umask(0o022)
+    try:
+        bank = PromptBank(ModelDir(tiny_model_dir, hash_memo=memo), tmp_path / "state" / "cache")
+        bank.embed(PROMPTS)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(bank.cache_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600

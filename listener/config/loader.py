@@ -21,8 +21,15 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
+from ruamel.yaml.reader import ReaderError
 
-from listener.config.problems import located, validation_problems, yaml_problem
+from listener.config.problems import (
+    located,
+    reader_problem,
+    validation_problems,
+    yaml_problem,
+)
 from listener.config.schema import Config
 from listener.errors import ConfigError
 
@@ -92,7 +99,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
 
 def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[str]:
-    """Problems only the file system can show: missing model dir, unreadable files."""
+    """Problems only the file system can show: missing model dir, unreadable files, a
+    clips directory that cannot be written (found now, not at the first event)."""
     problems: list[tuple[tuple[Any, ...], str]] = []
 
     def readable(p: Path | None, loc: tuple[Any, ...], what: str) -> None:
@@ -126,7 +134,32 @@ def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[
     readable(cfg.mqtt.tls.key_file, ("mqtt", "tls", "key_file"), "key file")
     if cfg.source.type == "file":
         readable(cfg.source.path, ("source", "path"), "audio file")
+    if cfg.clips.enabled and cfg.clips.dir is not None:
+        why = _not_writable_dir(cfg.clips.dir)
+        if why:
+            problems.append((("clips", "dir"), why))
     return [located(root, where, loc, msg) for loc, msg in problems]
+
+
+def _not_writable_dir(d: Path) -> str | None:
+    """Why clips could not be written under ``d``, or None if they can.
+
+    The directory is created at the first clip, so what matters is its nearest existing
+    ancestor; ``os.access`` answers for the running user and for a read-only mount
+    (EROFS) alike, without writing anything.
+    """
+    existing = d
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory, so clips cannot be written to {d}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        made = "" if existing == d else f" (it would be created in {existing})"
+        return (
+            f"clips directory {d} is not writable{made}: point clips.dir at a writable "
+            "directory, fix its permissions or mount, or set clips.enabled: false"
+        )
+    return None
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
@@ -157,6 +190,9 @@ def _load_yaml(text: str, where: str) -> CommentedMap:
     except MarkedYAMLError as exc:
         entry = yaml_problem(exc, text, where)
         raise ConfigError(entry, [entry]) from None
+    except ReaderError as exc:
+        entry = reader_problem(exc, text, where)
+        raise ConfigError(entry, [entry]) from None
     except Exception as exc:  # ruamel raises several unrelated types for broken input
         raise ConfigError(f"{where}: cannot parse YAML: {exc}") from None
     if root is None:
@@ -175,6 +211,32 @@ def _load_yaml(text: str, where: str) -> CommentedMap:
     return root
 
 
+def _node_at(node: Node | None, keys: tuple[str, ...]) -> Node | None:
+    """The YAML node under the mapping keys ``keys`` (None when one is missing)."""
+    for key in keys:
+        if not isinstance(node, MappingNode):
+            return None
+        node = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key),
+                    None)
+    return node
+
+
+def _secret_as_written(data: dict[str, Any], text: str) -> None:
+    """An unquoted number as ``mqtt.password`` becomes the text the user typed.
+
+    YAML reads ``password: 98765432`` as a number, and ``0123`` as 123, ``1e3`` as
+    1000.0: the broker needs the characters in the file, which only the YAML node still
+    holds. (Other types stay as they are and fail validation, without their value.)
+    """
+    mqtt = data.get("mqtt")
+    value = mqtt.get("password") if isinstance(mqtt, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    node = _node_at(_yaml().compose(io.StringIO(text)), ("mqtt", "password"))
+    if isinstance(node, ScalarNode):
+        mqtt["password"] = node.value  # type: ignore[index]
+
+
 def parse_config(
     text: str,
     where: str = "config.yaml",
@@ -186,6 +248,7 @@ def parse_config(
     root = _load_yaml(text, where)
     data = _plain(root)
     _drop_empty_sections(data, Config)
+    _secret_as_written(data, text)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:

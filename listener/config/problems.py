@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from listener.config.schema import Config
 
@@ -44,6 +45,8 @@ _REWORD = (
 )
 # pydantic's union/validator steps in an error's loc, which are no keys of the file
 _NOT_KEYS = ("str", "int", "float", "bool", "function-before", "function-after")
+#: keys whose values are secrets: no message repeats what the file gave, whatever its type
+SECRETS = (("mqtt", "password"),)
 
 
 # --- where: line numbers and key paths ---------------------------------------------------
@@ -186,6 +189,9 @@ def _message(err: dict[str, Any]) -> str:
     msg = _reworded(err)
     if err.get("tagged"):
         return msg  # cross-field messages already say what they got
+    if tuple(err["loc"]) in SECRETS:
+        # a config error reaches stderr, the journal and the SIGHUP log: never the secret
+        return msg + " in quotes (the value is not shown: it is a secret)"
     return msg + _got(err)
 
 
@@ -240,8 +246,23 @@ def yaml_problem(exc: MarkedYAMLError, text: str, where: str) -> str:
     if exc.context and exc.problem:
         problem = f"{exc.context}: {exc.problem}"
     if "\\t" in problem or "\t" in problem:
-        problem += " (YAML does not allow tabs for indentation: use spaces)"
+        problem += (
+            " (YAML does not allow tabs for indentation or in unquoted values: use spaces)"
+        )
     elif "duplicate key" in problem:
         problem += " (each key may appear once per section)"
     path = _path_at_line(text, mark.line if mark is not None else None)
     return f"{where}{line} {path}: YAML syntax error: {problem}"
+
+
+def reader_problem(exc: ReaderError, text: str, where: str) -> str:
+    """A character YAML does not allow anywhere (NUL, most control characters) as
+    ``where:LINE key.path: ...``: ruamel gives only a character offset, which is turned
+    into the line (and the key path around it) the user must edit."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, position)
+    code = exc.character if isinstance(exc.character, int) else 0
+    return (
+        f"{where}:{line + 1} {_path_at_line(text, line)}: the file holds the character "
+        f"#x{code:04x}, which YAML does not allow: remove it"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,7 +30,9 @@ from pydantic import (
 from listener.detect.settings import KEYS as SETTING_KEYS
 from listener.detect.settings import TriggerSettings, resolve
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+#: what a name used in MQTT topics and Home Assistant ids may hold: matched against the
+#: WHOLE value (``fullmatch``), so a trailing line break from a YAML block scalar fails it
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # --- small validated types -------------------------------------------------------------
@@ -89,11 +92,31 @@ def _non_negative(v: float) -> float:
     return v
 
 
+#: why a value that looks right is refused: YAML's block scalars end with a line break
+_BLOCK_SCALAR_HINT = (
+    "; a block scalar ('|' or '>') keeps its line break: write the value on the key's line"
+)
+
+
 def _identifier(v: str) -> str:
-    if not ID_PATTERN.match(v):
+    """A name that goes into MQTT topics: a broker drops the whole connection (every
+    trigger's events) on a topic with a control character, so the whole value must match."""
+    if not ID_PATTERN.fullmatch(v):
+        hint = _BLOCK_SCALAR_HINT if ID_PATTERN.fullmatch(v.strip()) else ""
         raise ValueError(
             "may only contain letters, digits, '_' and '-' (it is used in MQTT topics "
-            "and Home Assistant ids)"
+            f"and Home Assistant ids{hint})"
+        )
+    return v
+
+
+def _no_control_characters(v: str) -> str:
+    """Text sent to the broker as an MQTT string (client id, user name) or used to reach
+    it (host): MQTT forbids control characters there, and mosquitto drops the connection."""
+    if any(unicodedata.category(c) == "Cc" for c in v):
+        raise ValueError(
+            "must not contain control characters such as line breaks, tabs or NUL (the "
+            f"broker refuses them{_BLOCK_SCALAR_HINT})"
         )
     return v
 
@@ -111,6 +134,7 @@ PositiveInt = Annotated[int, AfterValidator(_positive)]
 NonNegInt = Annotated[int, AfterValidator(_non_negative)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
 Text = Annotated[str, AfterValidator(_non_empty_text)]
+WireText = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 class Strict(BaseModel):
@@ -129,6 +153,9 @@ class ModelConfig(Strict):
     # one intra-op thread uses the least CPU per second of audio; a second one shortens
     # a window but costs more CPU in total (0 = one per physical core)
     threads: NonNegInt = 1
+    # compare the sha256 of the ONNX files with the model's listener.json at start-up
+    # (memoised by size and mtime); file sizes are compared either way
+    check_hashes: bool = True
 
 
 def parse_source(v: Any) -> Any:
@@ -267,11 +294,11 @@ class SpoolConfig(Strict):
 
 class MqttConfig(Strict):
     enabled: bool = True
-    host: Text = "localhost"
+    host: Annotated[Text, AfterValidator(_no_control_characters)] = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    client_id: str | None = None
+    client_id: WireText | None = None
     keepalive: PositiveInt = 60
-    username: str | None = None
+    username: WireText | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
     tls: TlsConfig = Field(default_factory=TlsConfig)
@@ -326,6 +353,22 @@ class Config(Strict):
                     " names must be unique",
                 )
             seen[t.name] = i
+        return self
+
+    @model_validator(mode="after")
+    def _hop_not_below_block(self) -> Config:
+        """A live source hands over audio a block at a time, and the scheduler scores only
+        the newest due window: with a hop shorter than a block, the windows in between are
+        skipped while the CPU waits. Refused rather than changing the block size behind
+        the user's back (the block is the source's latency and overhead trade-off)."""
+        hop, block = self.audio.hop_seconds, self.source.block_seconds
+        if hop < block:
+            raise _at(
+                "audio.hop_seconds",
+                f"must be at least source.block_seconds ({block}), got {hop}: audio arrives "
+                "one block at a time, so a shorter hop skips windows; raise hop_seconds or "
+                "lower source.block_seconds",
+            )
         return self
 
     @model_validator(mode="after")

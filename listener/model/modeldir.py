@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ HOW_TO_GET = (
 _TEXT_DEFAULTS = {"max_position_embeddings": 514, "pad_token_id": 1}
 _DEFAULT_PROJECTION_DIM = 512
 
+log = logging.getLogger(__name__)
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -52,6 +56,62 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+class HashMemo:
+    """sha256 of model files by (path, size, mtime), kept in one JSON file between runs.
+
+    Hashing a model (hundreds of MB) takes seconds; a start-up integrity check and the
+    prompt cache's key both need the hash of files that rarely change. One memo for all
+    of them (the state directory's ``model-hashes.json``) lets a warm start read one
+    small file instead; a file rewritten in place gets a new mtime and is hashed again.
+    Without ``path`` the memo lives for the process only. The file is private (0600)
+    and only a cache: unreadable, it is rebuilt; unwritable, a warning.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._entries = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable hash memo %s (%s); it is rebuilt", self.path, exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256: remembered when its size and mtime are unchanged, else read."""
+        p = path.resolve()
+        st = p.stat()
+        entry = self._entries.get(str(p))
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return str(entry["sha256"])
+        digest = sha256_file(p)
+        self._entries[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                 "sha256": digest}
+        self._save()
+        return digest
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        merged = {**self._read(), **self._entries}  # keep what other processes added
+        try:
+            atomic_write(self.path, json.dumps(merged, indent=1, sort_keys=True), mode=0o600)
+        except OSError as exc:
+            log.warning("cannot write %s (%s); model files are hashed again next start",
+                        self.path, exc)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -74,7 +134,7 @@ class ModelDir:
     preprocessor_config: dict[str, Any]
     manifest: dict[str, Any] | None
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, hash_memo: Path | None = None) -> None:
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise ModelError(f"model directory {self.path} does not exist; {HOW_TO_GET}")
@@ -92,7 +152,7 @@ class ModelDir:
                 f"model directory {self.path} holds no ONNX model (expected "
                 f"{self.path / 'onnx' / 'audio_model_quantized.onnx'}); {HOW_TO_GET}"
             )
-        self._hash_memo: dict[Path, tuple[int, int, str]] = {}
+        self._hashes = HashMemo(hash_memo)
 
     # ---- identity and metadata -------------------------------------------------------
 
@@ -174,20 +234,12 @@ class ModelDir:
         return p
 
     def file_sha256(self, path: Path) -> str:
-        """sha256 of a file in the directory (memoised by path, size and mtime)."""
-        p = Path(path)
-        if not p.is_absolute():
-            p = self.path / p
+        """sha256 of a model file, a path as this directory's methods give it (it already
+        includes the directory), memoised by path, size and mtime."""
         try:
-            st = p.stat()
+            return self._hashes.sha256(Path(path))
         except OSError:
-            raise ModelError(f"model file {p} is missing; {HOW_TO_GET}") from None
-        memo = self._hash_memo.get(p)
-        if memo and memo[0] == st.st_size and memo[1] == st.st_mtime_ns:
-            return memo[2]
-        digest = sha256_file(p)
-        self._hash_memo[p] = (st.st_size, st.st_mtime_ns, digest)
-        return digest
+            raise ModelError(f"model file {path} is missing; {HOW_TO_GET}") from None
 
     def files(self) -> list[Path]:
         """Every model file present (relative paths), manifest excluded."""
@@ -203,30 +255,79 @@ class ModelDir:
                     out.append(p.relative_to(self.path))
         return out
 
+    def runtime_files(self, precision: str) -> list[Path]:
+        """The files a process that listens loads: the JSON configs, the tokenizer (if
+        present: only a prompt-cache miss reads it) and both towers at ``precision``
+        (ModelError naming an absent tower)."""
+        out = [self.path / n for n in ("config.json", "preprocessor_config.json",
+                                       "tokenizer.json")]
+        return [p for p in out if p.is_file()] + [self.audio_model_path(precision),
+                                                 self.text_model_path(precision)]
+
+    def _listed(self) -> dict[str, Any]:
+        files = (self.manifest or {}).get("files")
+        return files if isinstance(files, dict) else {}
+
+    def verify_files(self, paths: Iterable[Path], hashes: bool = True, fix: str = HOW_TO_GET
+                     ) -> list[str]:
+        """Compare files about to be loaded with the manifest, before any session is made.
+
+        The size of each file the manifest lists is always compared (a stat); with
+        ``hashes`` the sha256 of the ONNX files too (memoised). Returns the relative paths
+        checked ([] without a manifest: a pulled export may lack one); raises ModelError
+        naming the first file that differs (a sha256 mismatch ends with ``fix``: the
+        caller knows how its check is switched off; a size mismatch has no such way out).
+        """
+        listed = self._listed()
+        checked = []
+        for p in paths:
+            rel = Path(p).relative_to(self.path).as_posix()
+            if rel not in listed:
+                continue
+            want_sha, want_size = _expected(listed[rel])
+            size = p.stat().st_size
+            if want_size is not None and size != want_size:
+                raise ModelError(
+                    f"model file {p} is {size} bytes but {self.path / MANIFEST} lists "
+                    f"{want_size}: it is truncated or was replaced; {HOW_TO_GET}"
+                )
+            if hashes and p.suffix == ".onnx" and want_sha is not None:
+                self._compare_sha256(p, want_sha, fix)
+            checked.append(rel)
+        return checked
+
+    def _compare_sha256(self, p: Path, want: str | None, fix: str) -> None:
+        got = self.file_sha256(p)
+        if got != want:
+            raise ModelError(
+                f"model file {p} does not match its sha256 in {self.path / MANIFEST} "
+                f"(expected {want}, found {got}): it is damaged or was replaced; {fix}"
+            )
+
     def verify_hashes(self) -> list[str]:
         """Compare every file named in the manifest with its recorded sha256.
 
         Returns the relative paths checked; raises ModelError naming the first bad file.
         Without a manifest there is nothing to compare against: returns [].
         """
-        if not self.manifest:
-            return []
         checked = []
-        for rel, entry in sorted((self.manifest.get("files") or {}).items()):
+        for rel, entry in sorted(self._listed().items()):
             p = self.path / rel
-            want = entry.get("sha256") if isinstance(entry, dict) else entry
             if not p.is_file():
                 raise ModelError(
                     f"model file {p} is listed in {self.path / MANIFEST} but missing; {HOW_TO_GET}"
                 )
-            got = self.file_sha256(p)
-            if got != want:
-                raise ModelError(
-                    f"model file {p} does not match its sha256 in {self.path / MANIFEST} "
-                    f"(expected {want}, found {got}): it is damaged or was replaced; {HOW_TO_GET}"
-                )
+            self._compare_sha256(p, _expected(entry)[0], HOW_TO_GET)
             checked.append(rel)
         return checked
+
+
+def _expected(entry: Any) -> tuple[str | None, int | None]:
+    """(sha256, size) a manifest entry records: ``{"sha256", "size"}`` or a bare sha256."""
+    if isinstance(entry, dict):
+        size = entry.get("size")
+        return entry.get("sha256"), size if isinstance(size, int) else None
+    return (entry if isinstance(entry, str) else None), None
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:

@@ -4,9 +4,11 @@ The text tower is 4x the audio tower in size; a daemon that only needs a few
 fixed prompt vectors should never keep it in memory. The cache is one JSON file
 per text model (named by the sha256 of the text model file), mapping the exact
 prompt text to its embedding; a miss loads the tower, embeds the missing
-prompts, writes the file atomically and releases the session. The sha256 of the
-(large) text model file is itself memoised in ``hashes.json`` by path, size and
-mtime, so a warm start reads two small files and nothing else.
+prompts, writes the file atomically (private: 0600, whatever the umask) and
+releases the session. The sha256 of the (large) text model file comes
+from the model directory's hash memo (by path, size and mtime; one file for every
+model file, see :class:`listener.model.modeldir.HashMemo`), so a warm start reads two
+small files and nothing else.
 """
 
 from __future__ import annotations
@@ -57,33 +59,9 @@ class PromptBank:
         self.provider = provider
         self.threads = threads
         self.text_model_path = model.text_model_path(precision)
-        self.model_sha256 = self._model_hash()
+        self.model_sha256 = model.file_sha256(self.text_model_path)
         self.cache_path = self.cache_dir / f"prompts-{self.model_sha256}.json"
         self.misses = 0  # prompts embedded by the text tower in this process
-
-    def _model_hash(self) -> str:
-        """sha256 of the text model file, memoised on disk by (path, size, mtime)."""
-        p = self.text_model_path.resolve()
-        st = p.stat()
-        memo_path = self.cache_dir / "hashes.json"
-        memo = _read_json(memo_path) or {}
-        entry = memo.get(str(p))
-        if (
-            isinstance(entry, dict)
-            and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns
-            and isinstance(entry.get("sha256"), str)
-        ):
-            return entry["sha256"]
-        digest = self.model.file_sha256(p)
-        memo[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-        try:
-            atomic_write(memo_path, json.dumps(memo))
-        except OSError as exc:
-            log.warning(
-                "cannot write %s (%s); the model hash is recomputed next start", memo_path, exc
-            )
-        return digest
 
     def _load(self) -> dict[str, list[float]]:
         data = _read_json(self.cache_path) or {}
@@ -126,7 +104,7 @@ class PromptBank:
             "prompts": cached,
         }
         try:
-            atomic_write(self.cache_path, json.dumps(data))
+            atomic_write(self.cache_path, json.dumps(data), mode=0o600)
         except OSError as exc:
             log.warning("cannot write prompt cache %s (%s)", self.cache_path, exc)
         return cached

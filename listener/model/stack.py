@@ -2,7 +2,9 @@
 
 :class:`ModelStack` opens the model directory, builds the log-mel front end, makes the
 one audio tower session and the prompt bank, and caches example embeddings. It is
-made before anything else, so the model id is known when sinks are made.
+made before anything else, so the model id is known when sinks are made, and it
+checks the files it loads against the model's manifest first, so a damaged or swapped
+tower is refused by name instead of scoring nonsense.
 :class:`WindowEmbedder` is the per-stream part: a streaming log-mel (which keeps the
 frames of the previous window) in front of the shared tower.
 """
@@ -22,13 +24,28 @@ from listener.model.modeldir import ModelDir
 from listener.model.prompt_bank import PromptBank
 from listener.model.streaming_logmel import StreamingLogMel
 
+#: how to get past an ONNX file whose sha256 differs from its manifest (the config key
+#: is the way out for a file replaced on purpose)
+FIX_MODEL = (
+    "re-pull the model (`listener model pull`) or re-export it (`listener model export "
+    "--checkpoint DIR_OR_ID --out DIR`), or set 'check_hashes: false' under 'model:' in "
+    "the config to start with this file anyway"
+)
+
 
 class ModelStack:
-    """ModelDir + LogMel + AudioTower + PromptBank, loaded once per process."""
+    """ModelDir + LogMel + AudioTower + PromptBank, loaded once per process.
+
+    ``hash_memo`` is the file that remembers model file hashes between runs (None: this
+    process only); ``check_hashes`` compares the sha256 of the ONNX files with the
+    manifest (sizes are compared always).
+    """
 
     def __init__(self, model_dir: Path, precision: str, provider: str, threads: int,
-                 prompt_cache: Path) -> None:
-        self.model = ModelDir(model_dir)
+                 prompt_cache: Path, hash_memo: Path | None = None,
+                 check_hashes: bool = True) -> None:
+        self.model = ModelDir(model_dir, hash_memo)
+        self.model.verify_files(self.model.runtime_files(precision), check_hashes, FIX_MODEL)
         self.model_id = self.model.model_id
         self.logmel = LogMel.from_config(self.model.preprocessor_config)
         self.tower = AudioTower(self.model, precision, provider, threads)

@@ -70,8 +70,11 @@ def state_dir(config: Config) -> StateDir:
 
 
 def load_model(config: Config) -> ModelStack:
-    m = config.model
-    return ModelStack(m.dir, m.precision, m.provider, m.threads, state_dir(config).prompt_cache)
+    """The model stack the config names, its files checked against the manifest (the
+    hashes memoised in the state directory, so a warm start does not read the towers)."""
+    m, state = config.model, state_dir(config)
+    return ModelStack(m.dir, m.precision, m.provider, m.threads, state.prompt_cache,
+                      hash_memo=state.model_hashes, check_hashes=m.check_hashes)
 
 
 def build_trigger_set(config: Config, stack: ModelStack, probes: Sequence[str] = ()

@@ -10,6 +10,8 @@ in it is decided here, and every other module receives these paths:
 - ``open_events.json``: starts not ended yet, ended at the next start-up after a crash
   (listener/service/open_events.py)
 - ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
+- ``model-hashes.json``: sha256 of model files by path, size and mtime (the start-up
+  integrity check and the prompt cache's key; listener/model/modeldir.py)
 - ``clips/``: event clips, unless ``clips.dir`` says otherwise
 """
 
@@ -44,6 +46,10 @@ class StateDir:
     @property
     def prompt_cache(self) -> Path:
         return self.path / "prompt-cache"
+
+    @property
+    def model_hashes(self) -> Path:
+        return self.path / "model-hashes.json"
 
     @property
     def clips(self) -> Path:
