@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from listener.audio.level import level_dbfs
     from listener.errors import UserError
 
-    if not re.match(r"^[A-Za-z0-9_.-]+$", args.name):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
         raise UserError(f"enroll: NAME {args.name!r} may only contain letters, digits, "
                         "'_', '-' and '.' (it becomes a file name)")
     out = Path(args.out) if args.out else Path(f"{args.name}.wav")
