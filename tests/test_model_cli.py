@@ -92,6 +92,22 @@ def test_export_bad_checkpoint(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_audio_file_without_samples_exits_2_naming_it(tiny_model_dir, tmp_path):
+    """A WAV header without data (and a 0-byte file) is a user mistake, not a traceback."""
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 48000)
+    zero = tmp_path / "zero.flac"
+    zero.write_bytes(b"")
+    for f in (empty, zero):
+        assert_clean_error(run_cli("embed", "--model", tiny_model_dir, "--audio", f),
+                           f"{f} has no audio samples", alone=True)
+    assert_clean_error(run_cli("model", "verify", tiny_model_dir, "--audio", empty,
+                               "--threads", "1"),
+                       f"{empty} has no audio samples")
+
+
 # ---- verify / info / embed --------------------------------------------------------
 
 

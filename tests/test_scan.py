@@ -54,6 +54,30 @@ def test_missing_and_undecodable_files(tmp_path, tiny_model_dir):
                        "cannot decode", "broken.flac", alone=True)
 
 
+def test_file_without_samples_exits_2(tmp_path, tiny_model_dir):
+    cfg = scan_config(tmp_path, tiny_model_dir, {"name": "t", "prompts": ["a dog"]})
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), SR)
+    assert_clean_error(listener("scan", empty, "--config", cfg, cwd=tmp_path),
+                       f"{empty} has no audio samples", alone=True)
+
+
+def test_truncated_wav_is_scanned_with_a_warning(tmp_path, tiny_model_dir):
+    """A WAV cut short (header: 6 s, data: 2.5 s): a warning on stderr naming the file
+    and both lengths, then the 2.5 s that are there are scanned as usual."""
+    cfg = scan_config(tmp_path, tiny_model_dir, {"name": "t", "prompts": ["a dog"]})
+    cut = tmp_path / "cut.wav"
+    sf.write(cut, noise(6.0)[:, 0], SR, subtype="PCM_16")
+    cut.write_bytes(cut.read_bytes()[: 44 + int(2.5 * SR) * 2])
+    r = listener("scan", cut, "--config", cfg, "--jsonl", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warning = [ln for ln in r.stderr.splitlines() if ln.startswith("listener: warning: ")]
+    assert len(warning) == 1, r.stderr
+    assert f"{cut} is truncated" in warning[0]
+    assert "announces 6.00 s" in warning[0] and "ends after 2.50 s" in warning[0]
+    assert "2.5 s scanned" in r.stderr and "3 windows" in r.stderr
+
+
 def test_short_example_is_a_clear_error(tmp_path, tiny_model_dir):
     short = tmp_path / "blip.wav"
     sf.write(short, noise(0.2)[:, 0], SR)

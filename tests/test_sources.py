@@ -4,6 +4,7 @@ callback contract (the hardware edge), NaN/inf sanitising, device selection."""
 from __future__ import annotations
 
 import io
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,6 +29,15 @@ def tone(rate: int, seconds: float, freq: float, channels: int = 1) -> np.ndarra
 def peak_hz(x: np.ndarray) -> float:
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.argmax(spec) * SR / len(x))
+
+
+@pytest.fixture
+def warnings_on_stderr(monkeypatch):
+    """Audio warnings as a command prints them (``listener: warning: ...`` on stderr),
+    whatever logging set-up an earlier in-process test left behind."""
+    import structlog
+
+    monkeypatch.setattr(structlog, "is_configured", lambda: False)
 
 
 def collect(src) -> np.ndarray:
@@ -88,6 +98,50 @@ def test_file_nan_inf_sanitised_and_counted(tmp_path):
     assert np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.0
 
 
+def truncated_wav(path, seconds: float, keep: float, rate: int = 48000, channels: int = 1):
+    """A 16-bit WAV of ``seconds`` cut after ``keep`` seconds: the header still
+    announces all of it (an interrupted copy)."""
+    sf.write(path, tone(rate, seconds, 440.0, channels), rate, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + round(keep * rate) * 2 * channels])
+    return path
+
+
+def test_truncated_wav_is_read_as_far_as_it_goes_with_a_warning(
+    tmp_path, capsys, warnings_on_stderr
+):
+    from listener.audio.decode import load_audio
+
+    p = truncated_wav(tmp_path / "cut.wav", 4.0, 1.5, rate=16000, channels=2)
+    out = collect(FileSource(p))
+    assert abs(out.size - 1.5 * SR) <= 2
+    err = capsys.readouterr().err
+    assert err.count("listener: warning: ") == 1, err
+    assert f"{p} is truncated" in err and "announces 4.00 s" in err and "after 1.50 s" in err
+    assert abs(load_audio(p).size - 1.5 * SR) <= 2
+    assert "announces 4.00 s" in capsys.readouterr().err
+    # a complete file, and a WAV whose length a streaming writer left unknown: no warning
+    sf.write(tmp_path / "ok.wav", tone(48000, 1.0, 440.0), 48000)
+    collect(FileSource(tmp_path / "ok.wav"))
+    streamed = bytearray((tmp_path / "ok.wav").read_bytes())
+    streamed[40:44] = (0x7FFFFFFF).to_bytes(4, "little")  # arecord's "length unknown"
+    (tmp_path / "streamed.wav").write_bytes(streamed)
+    assert abs(load_audio(tmp_path / "streamed.wav").size - SR) <= 2
+    assert capsys.readouterr().err == ""
+
+
+def test_audio_file_without_samples_is_a_clear_error(tmp_path):
+    from listener.audio.decode import load_audio
+
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 48000)
+    (tmp_path / "zero.flac").write_bytes(b"")
+    for name in ("empty.wav", "zero.flac"):
+        with pytest.raises(AudioError, match=rf"{name} has no audio samples"):
+            FileSource(tmp_path / name).open()
+        with pytest.raises(AudioError, match=rf"{name} has no audio samples"):
+            load_audio(tmp_path / name)
+
+
 @pytest.mark.parametrize(
     ("fmt", "dtype", "scale"),
     [("s16le", "<i2", 32767), ("s32le", "<i4", 2**31 - 1), ("f32le", "<f4", 1.0)],
@@ -105,13 +159,64 @@ def test_stdin_formats(fmt, dtype, scale):
 def test_stdin_wrong_format_is_a_clear_error():
     with pytest.raises(AudioError, match=r"unknown PCM format 'u8'.*s16le, s32le, f32le"):
         StdinSource("u8")
-    # s16 data read as f32: values far outside [-1, 1]
-    raw = (tone(48000, 0.5, 300.0) * 32767).astype("<i2").tobytes()
-    with pytest.raises(AudioError, match=r"does not look like f32le.*source.format"):
-        collect(StdinSource("f32le", stream=io.BytesIO(raw)))
     # stereo s16 with an odd byte count: not whole frames
     with pytest.raises(AudioError, match="not a whole frame of s16le x 2"):
         collect(StdinSource("s16le", channels=2, stream=io.BytesIO(b"\x00" * 4001)))
+
+
+def test_stdin_f32le_out_of_range_is_clipped_counted_and_warned_once(
+    capsys, warnings_on_stderr
+):
+    """Integer PCM read as f32le (or one wild block) no longer ends the stream: the samples
+    are clipped and counted, and the first such block gets the format hint, once."""
+    x = tone(48000, 1.0, 300.0)
+    x[4800:9600] = 1e30  # one wild block in the middle
+    x[24000:24010] = 1.5  # a hot float writer: clipped and counted, no hint
+    x[30000:30005] = -1e30  # a second wild stretch: counted, not warned again
+    src = StdinSource("f32le", stream=io.BytesIO(x.astype("<f4").tobytes()))
+    out = collect(src)
+    assert out.size == 48000 and np.max(np.abs(out)) <= 1.0
+    assert src.clipped_samples == 4800 + 10 + 5 and src.bad_samples == 0
+    err = capsys.readouterr().err
+    assert err.count("listener: warning: ") == 1, err
+    assert "4800 f32le sample(s) in a block at byte 19200" in err
+    assert "up to 1e+30" in err and "set source.format to s16le or s32le" in err
+
+
+def test_stdin_s16_read_as_f32le_is_clipped_not_fatal(capsys, warnings_on_stderr):
+    raw = (tone(48000, 0.5, 300.0) * 32767).astype("<i2").tobytes()
+    src = StdinSource("f32le", stream=io.BytesIO(raw))
+    out = collect(src)
+    assert np.max(np.abs(out)) <= 1.0 and src.clipped_samples > 0
+    assert "source.format to s16le" in capsys.readouterr().err
+
+
+def test_stdin_over_a_pipe_with_a_quiet_writer_yields_empty_blocks_and_closes():
+    """A real pipe whose writer stops writing but stays open: a not-live stdin source
+    yields an empty block now and then (the batch loop looks at its stop event then);
+    close() ends either kind within one poll."""
+    import os
+
+    for realtime in (False, True):
+        r, w = os.pipe()
+        try:
+            os.write(w, np.zeros(4800, "<i2").tobytes())
+            with os.fdopen(r, "rb", buffering=0) as stream:
+                src = StdinSource("s16le", stream=stream, realtime=realtime)
+                src.open()
+                it = src.blocks()
+                assert next(it).size == 4800
+                if not realtime:
+                    assert next(it).size == 0  # nothing written for POLL_SECONDS
+                rest: list[np.ndarray] = []
+                reader = threading.Thread(target=lambda: rest.extend(it))  # noqa: B023
+                reader.start()
+                src.close()  # from another thread, the writer still open and quiet
+                reader.join(timeout=5)
+                assert not reader.is_alive()
+                assert all(b.size == 0 for b in rest)
+        finally:
+            os.close(w)
 
 
 def test_stdin_nan_counted():
@@ -191,6 +296,8 @@ def test_make_source():
     assert isinstance(make_source(SourceConfig(type="mic")), MicSource)
     s = make_source(SourceConfig(type="stdin", format="s32le", sample_rate=16000, channels=2))
     assert isinstance(s, StdinSource) and (s.fmt, s.rate, s.channels) == ("s32le", 16000, 2)
+    assert not s.realtime  # stdin is scored window by window unless it says it is live
+    assert make_source(SourceConfig(type="stdin", realtime=True)).realtime
     f = make_source(SourceConfig(type="file", path="x.wav", realtime=True), realtime=False)
     assert isinstance(f, FileSource) and not f.realtime
 

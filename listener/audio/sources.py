@@ -2,8 +2,9 @@
 
 One small interface (:class:`Source`): ``open()``, ``blocks()`` (an iterator that
 ends at end of stream or after ``close()``), ``close()``, plus counters
-``overflows`` (audio lost before it reached us) and ``bad_samples`` (NaN/inf
-replaced by 0, never seen by the model). Each source converts its native rate
+``overflows`` (audio lost before it reached us), ``bad_samples`` (NaN/inf
+replaced by 0, never seen by the model) and ``clipped_samples`` (finite samples
+outside [-1, 1], clipped). Each source converts its native rate
 and channel count itself: channels are averaged, then a streaming soxr
 resampler (kept per source, so block edges are seamless) converts to 48 kHz.
 
@@ -13,6 +14,8 @@ only there, so machines without PortAudio can still scan files.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import threading
 import time
@@ -22,7 +25,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from listener.audio.decode import SAMPLE_RATE, open_audio_file, sanitize, to_mono
+from listener.audio.decode import (
+    SAMPLE_RATE,
+    audio_warning,
+    open_audio_file,
+    sanitize,
+    to_mono,
+)
 from listener.errors import AudioError
 
 PCM_FORMATS: dict[str, tuple[str, float]] = {
@@ -38,6 +47,7 @@ class Converter:
     def __init__(self, rate: int) -> None:
         self.rate = int(rate)
         self.bad_samples = 0
+        self.clipped_samples = 0
         self._rs: Any = None
         if self.rate != SAMPLE_RATE:
             import soxr
@@ -46,8 +56,9 @@ class Converter:
                                            quality="HQ")
 
     def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        clean, bad = sanitize(np.array(block, dtype=np.float32))  # per channel, then downmix
+        clean, bad, clipped = sanitize(np.array(block, dtype=np.float32))  # per channel
         self.bad_samples += bad
+        self.clipped_samples += clipped
         mono = to_mono(clean)
         if self._rs is None:
             return mono
@@ -68,6 +79,10 @@ class Source:
     @property
     def bad_samples(self) -> int:
         return self._conv.bad_samples if self._conv else 0
+
+    @property
+    def clipped_samples(self) -> int:
+        return self._conv.clipped_samples if self._conv else 0
 
     def open(self) -> None:  # pragma: no cover - overridden
         pass
@@ -172,12 +187,23 @@ class StdinSource(Source):
 
     The stream carries no header, so rate, channels and format come from the config
     (``source.sample_rate`` default 48000, ``source.channels`` default 1).
+
+    Not live by default: every window of the stream is scored, like a file, however fast
+    the writer is (``cat rec.raw | listener run`` loses nothing). ``realtime=True``
+    (``source.realtime``) says the writer is live (a microphone through arecord): then,
+    like a microphone, the newest audio wins and windows the model cannot keep up with
+    are skipped and counted.
     """
 
-    realtime = True
+    #: how long a read waits for the writer before looking at close() (and, when not
+    #: live, yielding an empty block so the batch loop can look at its stop event)
+    POLL_SECONDS = 0.2
+    #: f32le values beyond this are not float audio but integer PCM read as float
+    INTEGER_PCM_LEVEL = 16.0
 
     def __init__(self, fmt: str = "s16le", rate: int | None = None, channels: int | None = None,
-                 block_seconds: float = 0.1, stream: BinaryIO | None = None) -> None:
+                 block_seconds: float = 0.1, stream: BinaryIO | None = None,
+                 realtime: bool = False) -> None:
         super().__init__()
         if fmt not in PCM_FORMATS:
             raise AudioError(
@@ -189,7 +215,9 @@ class StdinSource(Source):
         self.channels = int(channels or 1)
         self.block_seconds = block_seconds
         self.stream = stream
+        self.realtime = realtime
         self.description = f"stdin ({fmt}, {self.rate} Hz, {self.channels} ch)"
+        self._format_warned = False
 
     def open(self) -> None:
         if self.stream is None:
@@ -200,39 +228,92 @@ class StdinSource(Source):
         if self._conv is None:
             self.open()
         conv = self._conv
-        assert conv is not None and self.stream is not None
+        assert conv is not None
         dtype, scale = PCM_FORMATS[self.fmt]
         width = np.dtype(dtype).itemsize * self.channels
-        nbytes = max(1, round(self.block_seconds * self.rate)) * width
+        pending = b""
         seen = 0
-        while not self._closed.is_set():
-            raw = self.stream.read(nbytes)
+        for raw in self._chunks(max(1, round(self.block_seconds * self.rate)) * width):
             if not raw:
-                break
-            whole = len(raw) - len(raw) % width
-            if whole != len(raw):
-                raise AudioError(
-                    f"stdin ended with {len(raw) - whole} bytes that are not a whole frame of "
-                    f"{self.fmt} x {self.channels} channel(s) ({width} bytes per frame): check "
-                    "source.format and source.channels"
-                )
-            x = np.frombuffer(raw, dtype=dtype).astype(np.float32)
+                if not self.realtime:  # quiet writer: the batch loop may look at its stop
+                    yield np.zeros(0, np.float32)
+                continue
+            data = pending + raw
+            whole = len(data) - len(data) % width
+            pending = data[whole:]
+            if not whole:
+                continue
+            x = np.frombuffer(data[:whole], dtype=dtype).astype(np.float32)
             if scale != 1.0:
                 x /= scale
             else:
-                finite = x[np.isfinite(x)]
-                if finite.size and float(np.max(np.abs(finite))) > 16.0:
-                    raise AudioError(
-                        f"stdin data does not look like f32le float PCM (sample values up to "
-                        f"{float(np.max(np.abs(finite))):.3g} at byte {seen}; float audio lies "
-                        "within [-1, 1]): set source.format to s16le or s32le to match the writer"
-                    )
-            seen += len(raw)
+                self._check_float(x, seen)
+            seen += whole
             out = conv(x.reshape(-1, self.channels), last=False)
             if out.size:
                 yield out
-            if len(raw) < nbytes:
-                break
+        if pending:
+            raise AudioError(
+                f"stdin ended with {len(pending)} bytes that are not a whole frame of "
+                f"{self.fmt} x {self.channels} channel(s) ({width} bytes per frame): check "
+                "source.format and source.channels"
+            )
         tail = conv(np.zeros((0, self.channels), np.float32), last=True)
         if tail.size:
             yield tail
+
+    def _chunks(self, nbytes: int) -> Iterator[bytes]:
+        """The stream's bytes in chunks of ``nbytes`` (a block), or what has arrived when
+        the writer is quiet for POLL_SECONDS (``b""`` if nothing: a quiet writer never
+        hides a stop or close()); ends at end of stream or after close(). A pipe, file
+        or terminal is polled with select and read with os.read (a buffered read would
+        wait for a whole block); a stream without a descriptor is just read."""
+        assert self.stream is not None
+        fd = _fileno(self.stream)
+        if fd is None:
+            while not self._closed.is_set() and (raw := self.stream.read(nbytes)):
+                yield raw
+            return
+        buf = bytearray()
+        while not self._closed.is_set():
+            ready, _, _ = select.select([fd], [], [], self.POLL_SECONDS)
+            if not ready:
+                yield bytes(buf)
+                buf.clear()
+                continue
+            raw = os.read(fd, nbytes - len(buf))
+            if not raw:
+                break
+            buf += raw
+            if len(buf) >= nbytes:
+                yield bytes(buf)
+                buf.clear()
+        if buf:
+            yield bytes(buf)
+
+    def _check_float(self, x: np.ndarray, at: int) -> None:
+        """f32le values far outside [-1, 1] are almost always integer PCM read as float.
+        They are clipped and counted like any out-of-range sample (one bad block must not
+        end the stream); the first such block gets a warning with the likely fix."""
+        if self._format_warned:
+            return
+        big = np.abs(x[np.isfinite(x)])
+        if not big.size or float(big.max()) <= self.INTEGER_PCM_LEVEL:
+            return
+        self._format_warned = True
+        out_of_range = int(np.count_nonzero(big > 1.0))
+        audio_warning(
+            f"stdin: {out_of_range} f32le sample(s) in a block at byte {at} lie far outside "
+            f"float audio's [-1, 1] (up to {float(big.max()):.3g}) and were clipped; more are "
+            "counted as clipped_samples in the stats. If the writer sends integer PCM, set "
+            "source.format to s16le or s32le to match it",
+            clipped=out_of_range, byte=at, peak=float(big.max()),
+        )
+
+
+def _fileno(stream: BinaryIO) -> int | None:
+    """The stream's file descriptor, or None (an in-memory stream)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -133,5 +133,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if st["bad_samples"]:
         summary += f", {st['bad_samples']} NaN/inf samples replaced by 0"
+    if st["clipped_samples"]:
+        summary += f", {st['clipped_samples']} samples outside [-1, 1] clipped"
     print(summary, file=sys.stderr if args.jsonl else sys.stdout)
     return 0

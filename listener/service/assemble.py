@@ -55,13 +55,15 @@ def configured_enabled(config: Config) -> dict[str, bool]:
 
 
 def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
-    """The source a config describes. ``realtime`` overrides pacing of file sources."""
+    """The source a config describes. ``realtime`` overrides ``source.realtime`` (a file:
+    paced like a microphone; stdin: the writer is live, so stale windows may be skipped)."""
     if cfg.type == "mic":
         return MicSource(cfg.device, cfg.block_seconds, cfg.sample_rate, cfg.channels)
-    if cfg.type == "stdin":
-        return StdinSource(cfg.format, cfg.sample_rate, cfg.channels, cfg.block_seconds)
-    assert cfg.path is not None
     rt = cfg.realtime if realtime is None else realtime
+    if cfg.type == "stdin":
+        return StdinSource(cfg.format, cfg.sample_rate, cfg.channels, cfg.block_seconds,
+                           realtime=rt)
+    assert cfg.path is not None
     return FileSource(cfg.path, cfg.block_seconds, realtime=rt)
 
 

@@ -10,9 +10,9 @@ stack.py).
 
 Two loops, one detector:
 
-- batch (files read as fast as possible): read a block, write it to the ring,
+- batch (files and stdin, as fast as they come): read a block, write it to the ring,
   score every window that became due, in order. Nothing is skipped.
-- live (microphone, stdin, ``--realtime`` files): a reader thread fills the ring;
+- live (microphone, ``realtime`` stdin and files): a reader thread fills the ring;
   this thread wakes at least every half hop, takes the NEWEST due window and
   counts the older due ones as skipped. Nothing queues, so memory stays flat
   when the tower is slower than real time, and the newest audio always wins.
@@ -140,6 +140,8 @@ class Pipeline:
     def _run_batch(self, stop: threading.Event) -> None:
         self._beat()
         for block in self.source.blocks():
+            if not block.size:  # a quiet stdin writer: alive, waiting for audio
+                self._beat()
             self.ring.write(block)
             while (end := self.scheduler.take_next(self.ring.total)) is not None:
                 self._window(end)
@@ -262,6 +264,7 @@ class Pipeline:
             "gated_windows": self.detector.stats.gated,
             "overflows": src.overflows,
             "bad_samples": src.bad_samples,
+            "clipped_samples": src.clipped_samples,
             "uptime_s": round(time.monotonic() - self._started, 3),
             "audio_seconds": round(self.ring.total / self.rate, 3),
             "model": self.model_id,
