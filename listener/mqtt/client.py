@@ -161,6 +161,7 @@ class MqttClient:
         # paho-thread-only state: log once per kind of trouble
         self._failures = _Failures(cfg.reconnect_min_seconds, cfg.reconnect_max_seconds)
         self._connected = False
+        self._ready = False  # on_connected() has run for this connection (any thread reads)
         self._stopping = False
         self._paho = self._make()
 
@@ -199,7 +200,10 @@ class MqttClient:
         self._paho.loop_start()
 
     def is_connected(self) -> bool:
-        return self._paho.is_connected()
+        """Connected, and ``on_connected`` has run: paho reports the connection before its
+        callback does, and a publisher that acted in between would publish the present
+        state twice (once as if nothing had changed, once for the new connection)."""
+        return self._ready and self._paho.is_connected()
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 0,
                 retain: bool = False) -> mqtt.MQTTMessageInfo:
@@ -232,6 +236,7 @@ class MqttClient:
             if self._subscriptions:
                 client.subscribe([(t, 1) for t in self._subscriptions])
             self._on_connected()
+            self._ready = True
         except Exception:
             log.exception("mqtt on_connect handler failed")
 
@@ -281,6 +286,7 @@ class MqttClient:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
+        self._ready = False
         if self._stopping:
             self._connected = False
             return
