@@ -49,6 +49,15 @@ def make_pair(trigger: str, t0: float) -> list[Event]:
     ]
 
 
+def send_pairs(sink: MqttPublisher, feed: Feed, name: str, starts: list[float]) -> list[Event]:
+    """Hand ``sink`` a start/end pair of trigger ``name`` at each window start in
+    ``starts``, one result per event, as a detector would; the events, in order."""
+    events = [ev for t0 in starts for ev in make_pair(name, t0)]
+    for ev in events:
+        sink.on_result(feed.events(ev))
+    return events
+
+
 def trigger(name: str) -> TriggerConfig:
     return TriggerConfig(name=name, prompts=["a test sound"])
 

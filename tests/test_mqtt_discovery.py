@@ -1,14 +1,17 @@
-"""Home Assistant discovery: complete configs, resent when HA restarts, removed triggers deleted."""
+"""Home Assistant discovery: complete configs, resent when HA restarts (logged once),
+removed triggers deleted (also their retained state, also across a restart)."""
 
 from __future__ import annotations
 
 import json
 import re
 
+from structlog.testing import capture_logs
+
 from listener.config.schema import MqttConfig
-from listener.mqtt.discovery import discovery_configs
-from tests.fixtures_broker import mqtt_config
-from tests.mqtt_driver import publisher, trigger
+from listener.mqtt.discovery import discovery_configs, load_published
+from tests.fixtures_broker import mqtt_config, wait_until
+from tests.mqtt_driver import publisher, started, trigger
 
 # Written from Home Assistant's MQTT docs, independently of listener.mqtt.discovery.
 COMMON = {"name", "unique_id", "availability_topic", "payload_available",
@@ -129,3 +132,68 @@ def test_removed_triggers_are_deleted(mosquitto, mqtt_subscriber, tmp_path) -> N
         assert not [m for m in sub.messages if "smoke_" in m.topic and not m.payload]
     finally:
         sink.close()
+
+
+def test_triggers_removed_across_a_restart_lose_their_retained_state(
+    mosquitto, mqtt_subscriber, tmp_path
+) -> None:
+    base = "listener/testdev"
+    watch = mqtt_subscriber(mosquitto, f"{base}/#")
+    cfg = mqtt_config(mosquitto)
+    sink, _ = started(cfg, ["a", "b"], tmp_path)
+    try:
+        for name in ("a", "b"):
+            for leaf in ("state", "enabled"):
+                watch.wait_topic(f"{base}/{name}/{leaf}", accept=lambda m: bool(m.payload))
+    finally:
+        sink.close()
+    # Restarted without trigger b (no reload happened): its retained topics are cleared.
+    sink, _ = started(cfg, ["a"], tmp_path)
+    try:
+        for leaf in ("state", "enabled"):
+            watch.wait_topic(f"{base}/b/{leaf}", accept=lambda m: not m.payload)
+        late = mqtt_subscriber(mosquitto, f"{base}/#", persistent=False)
+        late.publish(f"{base}/marker", "x")  # after the retained ones, on the same session
+        late.wait_topic(f"{base}/marker")
+        assert not [m for m in late.messages if m.topic.startswith(f"{base}/b/")]
+        assert {m.topic for m in late.messages if m.retain} >= {f"{base}/a/state",
+                                                                 f"{base}/a/enabled"}
+    finally:
+        sink.close()
+
+
+def test_discovery_memory_of_an_older_version_still_names_its_triggers(tmp_path) -> None:
+    old = tmp_path / "mqtt_discovery.json"
+    topics = sorted(discovery_configs(MqttConfig(device_id="d"), [trigger("dog-bark")], "m"))
+    old.write_text(json.dumps({"topics": topics}))  # written before triggers were remembered
+    assert load_published(old).triggers == {"dog-bark"}
+    assert load_published(old).topics == set(topics)
+    assert load_published(tmp_path / "missing.json").triggers == set()
+
+
+def test_home_assistant_online_storm_is_logged_once(mosquitto, mqtt_subscriber, tmp_path):
+    sub = mqtt_subscriber(mosquitto, "homeassistant/#")
+    sink = publisher(mqtt_config(mosquitto), ["smoke"], tmp_path)
+    sink.start()
+
+    def rounds(ms) -> int:
+        seen: dict[str, int] = {}
+        for m in ms:
+            if m.topic.endswith("/config") and m.payload:
+                seen[m.topic] = seen.get(m.topic, 0) + 1
+        return min(seen.values()) if len(seen) == 7 else 0
+
+    try:
+        sub.wait_for(rounds, 10, "7 discovery configs")
+        with capture_logs() as logs:
+            for _ in range(300):
+                sub.publish("homeassistant/status", "online")
+            wait_until(lambda: len([e for e in logs if "Home Assistant came online"
+                                    in e["event"]]) >= 300, 20, "300 online messages handled")
+            sub.wait_for(lambda ms: rounds(ms) >= 2, 10, "discovery sent again")
+    finally:
+        sink.close()
+    online = [e for e in logs if "Home Assistant came online" in e["event"]]
+    assert len(online) == 300
+    assert [e["log_level"] for e in online].count("info") == 1
+    assert online[0]["log_level"] == "info"

@@ -5,15 +5,16 @@ Home Assistant creates entities from retained JSON configs published to
 without a client, keeps them easy to test and to read: :func:`discovery_configs` maps
 every config topic to its payload for one listener device. Removing an entity means
 publishing an empty retained payload to its topic; :func:`load_published` and
-:func:`save_published` remember which topics were published (a file in the state
-directory, listener/service/state_files.py), so entities of a trigger removed while the
-daemon was down are deleted at the next start.
+:func:`save_published` remember which topics and triggers were published (a file in the
+state directory, listener/service/state_files.py), so the entities and the retained
+state of a trigger removed while the daemon was down are deleted at the next start.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ ORIGIN_NAME = "listener"
 # Where users report problems; shown by Home Assistant in the device's MQTT info.
 SUPPORT_URL = "https://github.com/listener-project/listener"
 MANUFACTURER = "listener"
+_SOUND = "_sound"  # object id suffix of a trigger's binary_sensor
 
 
 def device_block(cfg: MqttConfig, model_id: str) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def trigger_configs(
     label = trigger.display_name
     out: dict[str, dict[str, Any]] = {}
 
-    oid = f"{t}_sound"
+    oid = f"{t}{_SOUND}"
     out[_config_topic(cfg, "binary_sensor", oid)] = {
         **_common(cfg, model_id, label, oid),
         "state_topic": trigger_topic(cfg, t, "state"),
@@ -147,15 +149,41 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def load_published(path: Path) -> set[str]:
-    """Config topics published by an earlier run (empty when unknown or unreadable)."""
+@dataclass(frozen=True)
+class Published:
+    """What an earlier run published: discovery config topics and trigger names."""
+
+    topics: frozenset[str] = frozenset()
+    triggers: frozenset[str] = frozenset()
+
+
+def load_published(path: Path) -> Published:
+    """What an earlier run published (empty when unknown or unreadable).
+
+    Files written before the trigger names were remembered list only topics; the names
+    are then read from the topics of the triggers' sound sensors.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {str(t) for t in data.get("topics", [])}
-    except (OSError, ValueError, AttributeError):
-        return set()
+        topics = frozenset(str(t) for t in data.get("topics", []))
+        names = data.get("triggers")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return Published()
+    if isinstance(names, list):
+        return Published(topics, frozenset(str(n) for n in names))
+    return Published(topics, frozenset(filter(None, map(_sound_trigger, topics))))
 
 
-def save_published(path: Path, topics: Iterable[str]) -> None:
-    """Atomically remember the config topics now published."""
-    atomic_write(path, json.dumps({"topics": sorted(topics)}, indent=1))
+def _sound_trigger(topic: str) -> str | None:
+    """The trigger of a sound sensor's config topic (see :func:`trigger_configs`)."""
+    parts = topic.split("/")
+    if len(parts) >= 5 and parts[-4] == "binary_sensor" and parts[-2].endswith(_SOUND):
+        return parts[-2][: -len(_SOUND)] or None
+    return None
+
+
+def save_published(path: Path, topics: Iterable[str], triggers: Iterable[str]) -> None:
+    """Atomically remember the config topics and the triggers now published (0600: the
+    trigger names say what the household listens for)."""
+    data = {"topics": sorted(topics), "triggers": sorted(triggers)}
+    atomic_write(path, json.dumps(data, indent=1), mode=0o600)

@@ -4,8 +4,9 @@ The pipeline thread adds results and stats, paho's thread says "connected" or "H
 Assistant is back", the main thread changes triggers; the publisher's worker takes
 everything pending under one lock and publishes it outside it. Nothing here is a copy
 of trigger state: it is a queue of messages (state changes in event order, scores and
-level that moved enough, stats, events the spool could not store) plus the newest
+level that moved enough, stats) plus the newest
 detector result, from which the present state is read on every (re)connect.
+Events are not here: they go through the spool (listener/mqtt/holdback.py).
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ class Pending:
     triggers: list[TriggerConfig] = field(default_factory=list)
     states: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # (active, enabled)
     transitions: list[tuple[str, bool]] = field(default_factory=list)
-    removed: set[str] = field(default_factory=set)
     scores: dict[str, float] = field(default_factory=dict)
     level: float | None = None
     stats: dict[str, Any] | None = None
-    volatile: list[tuple[str, str]] = field(default_factory=list)  # (trigger, event JSON)
 
 
 class Outbox:
@@ -52,12 +51,11 @@ class Outbox:
         self._discovery_due: float | None = None
         self._next = Pending()
 
-    def add_result(self, result: DetectorResult, volatile: list[tuple[str, str]]) -> None:
-        """A detector result; ``volatile`` are its events the spool could not store."""
+    def add_result(self, result: DetectorResult) -> None:
+        """A detector result: its state changes, scores and level."""
         with self._lock:
             known = {t.name for t in self._triggers}
             nxt = self._next
-            nxt.volatile += volatile
             nxt.transitions += [(ev.trigger, ev.type == "start") for ev in result.events
                                 if ev.trigger in known]
             del nxt.transitions[:-MAX_TRANSITIONS]
@@ -79,7 +77,7 @@ class Outbox:
             self._next.stats = stats
 
     def set_triggers(self, triggers: Sequence[TriggerConfig]) -> None:
-        """After a reload: removed triggers are cleared, discovery is sent again."""
+        """After a reload: discovery is sent again (which clears removed triggers)."""
         with self._lock:
             old = {t.name for t in self._triggers}
             new = {t.name for t in triggers}
@@ -87,7 +85,6 @@ class Outbox:
             for name in old - new:
                 self._last_score.pop(name, None)
                 self._next.scores.pop(name, None)
-            self._next.removed = (self._next.removed | (old - new)) - new
             self._discovery_due = time.monotonic()
 
     def connected(self) -> None:
@@ -106,10 +103,6 @@ class Outbox:
         with self._lock:
             due = self._discovery_due
         return None if due is None else max(0.0, due - time.monotonic())
-
-    def has_volatile(self) -> bool:
-        with self._lock:
-            return bool(self._next.volatile)
 
     def take(self) -> Pending:
         """Everything pending, and the present state of every known trigger."""

@@ -3,14 +3,16 @@
 Why it is built this way:
 
 - The audio path must never wait for the network. ``on_result`` only writes events to
-  the SQLite spool (listener/mqtt/spool.py), notes what changed in the outbox
+  the SQLite spool (listener/mqtt/spool.py; held in memory while the disk refuses,
+  listener/mqtt/holdback.py), notes what changed in the outbox
   (listener/mqtt/outbox.py) and wakes one worker thread, which is the only code that
   publishes. paho's callbacks (listener/mqtt/client.py) only record and wake, so no
   lock is held across a call into paho.
 - Nothing is lost to outages: spooled events are published QoS 1 in spool order and
   deleted when the broker's PUBACK arrives. paho keeps unacknowledged messages across
   reconnects; after a restart the worker re-sends the whole spool, with the events'
-  original ids and timestamps.
+  original ids and timestamps. Events the spool could not take are published after
+  the spooled ones, without durability, or spooled late when the disk takes them again.
 - State topics reflect the present: every state change an event makes is published in
   order (a short detection in a fast file scan still shows ON then OFF), and on every
   (re)connect the worker publishes availability, discovery and the *current* state and
@@ -20,7 +22,10 @@ Why it is built this way:
   ``score_delta`` / ``level_delta_db``.
 - Commands (``<base>/<trigger>/enabled/set``) are handed to ``on_command`` (the
   daemon's command handler, listener/service/commands.py); Home Assistant's
-  ``online`` re-sends discovery after a short random delay.
+  ``online`` re-sends discovery after a short random delay (logged at info once per
+  :data:`HA_ONLINE_LOG_WINDOW`, the repeats in between at debug).
+- Retained state of removed triggers is cleared whenever discovery is sent: after a
+  reload and at start-up, from the triggers the discovery memory file remembers.
 """
 
 from __future__ import annotations
@@ -40,9 +45,9 @@ import structlog
 from listener.config.schema import MqttConfig, TriggerConfig
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event
-from listener.errors import UserError
 from listener.mqtt.client import MqttClient
 from listener.mqtt.discovery import discovery_configs, encode, load_published, save_published
+from listener.mqtt.holdback import Holdback
 from listener.mqtt.outbox import Outbox
 from listener.mqtt.spool import Spool
 from listener.mqtt.topics import (
@@ -61,6 +66,7 @@ log = structlog.get_logger("listener.mqtt")
 MAX_INFLIGHT = 100  # spooled events handed to paho at once (the rest wait in SQLite)
 CLOSE_FLUSH_SECONDS = 2.0
 HA_STATUS_MAX_DELAY = 0.5  # random delay before re-sending discovery when HA comes online
+HA_ONLINE_LOG_WINDOW = 60.0  # Home Assistant's "online" is logged at info once per window
 PRUNE_INTERVAL = 600.0
 
 OnCommand = Callable[[str, str, bytes, str], None]  # trigger, command, payload, topic
@@ -93,8 +99,12 @@ class MqttPublisher:
         self._pub_state: dict[str, bool] = {}
         self._pub_enabled: dict[str, bool] = {}
         self._inflight: dict[int, int] = {}  # mid -> spool seq
+        self._unremoved: list[int] = []  # acknowledged, not yet deleted (the disk refused)
         self._submitted_upto = 0
         self._published_topics: set[str] = set()
+        self._published_triggers: set[str] = set()
+        self._ha_online_logged: float | None = None  # paho's thread only
+        self._ha_online_repeats = 0
 
         self._mid_lock = threading.Lock()  # filled by paho's on_publish, drained by the worker
         self._acked: list[int] = []
@@ -108,13 +118,9 @@ class MqttPublisher:
             subs.append(status_topic(config))
         self._client = MqttClient(config, subs, on_connected=self._connected,
                                   on_message=self._message, on_acked=self._acked_mid)
-        try:
-            self._spool = Spool(spool_path, config.spool.max_events, config.spool.max_age_days)
-        except (OSError, sqlite3.Error) as exc:
-            raise UserError(
-                f"cannot open the MQTT event spool {spool_path}: {exc}; make state_dir "
-                "(or $STATE_DIRECTORY) a writable directory for the listener user"
-            ) from None
+        # SpoolUnavailable (a UserError, exit 2) when the disk cannot take it
+        self._spool = Spool(spool_path, config.spool.max_events, config.spool.max_age_days)
+        self._intake = Holdback(self._spool)
         self._worker = threading.Thread(target=self._run, name="listener-mqtt", daemon=True)
 
     def start(self) -> None:
@@ -134,29 +140,15 @@ class MqttPublisher:
     # --- the sink interface (pipeline thread) -------------------------------------------
 
     def on_result(self, result: DetectorResult) -> None:
-        payloads = [(ev, json.dumps({**ev.to_dict(), "event_type": ev.type},
-                                    separators=(",", ":"))) for ev in result.events]
-        volatile = [(ev.trigger, text) for ev, text in payloads if not self._spooled(ev, text)]
-        self._outbox.add_result(result, volatile)
+        for ev in result.events:
+            self._intake.add(ev.id, ev.trigger, _event_json(ev))
+        self._outbox.add_result(result)
         self._wake.set()
-
-    def _spooled(self, event: Event, text: str) -> bool:
-        """Write one event to the spool (durable on return); False if the disk refused."""
-        try:
-            self._spool.add(event.id, event.trigger, text)
-            return True
-        except sqlite3.Error as exc:
-            log.error(
-                "cannot write the event to the spool; publishing it without durability "
-                "(check free space and permissions of the state directory)",
-                path=str(self._spool.path), error=str(exc), event_id=event.id,
-            )
-            return False
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
         data = dict(stats)
         try:
-            data.setdefault("spool_depth", self._spool.count())
+            data.setdefault("spool_depth", self._spool.count() + len(self._intake))
         except sqlite3.Error:
             data.setdefault("spool_depth", None)
         self._outbox.add_stats(data)
@@ -171,7 +163,7 @@ class MqttPublisher:
         deadline = time.monotonic() + timeout
         with self._flushed:
             while True:
-                if not self._outbox.has_volatile() and self._spool.count() == 0:
+                if not len(self._intake) and self._spool.count() == 0:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -189,6 +181,11 @@ class MqttPublisher:
             self._wake.set()
             self._worker.join(timeout=5.0)
             self._client.stop()
+        self._intake.retry(now=True)
+        lost = len(self._intake)
+        if lost:
+            log.error("events the spool refused (the disk is full or read-only) were not "
+                      "delivered and are lost at exit", events=lost, path=str(self._spool.path))
         left = self._spool.count()
         self._spool.close()
         log.info("mqtt closed", broker=self._client.broker, undelivered_events=left)
@@ -208,13 +205,27 @@ class MqttPublisher:
     def _message(self, topic: str, payload: bytes) -> None:
         if self.config.discovery.enabled and topic == status_topic(self.config):
             if payload.strip().lower() == b"online":
-                log.info("Home Assistant came online; re-sending discovery")
+                self._log_ha_online()
                 self._outbox.discovery_after(random.uniform(0.0, HA_STATUS_MAX_DELAY))
                 self._wake.set()
             return
         command = parse_command(self.config, topic)
         if command is not None and self._on_command is not None:
             self._on_command(command[0], command[1], payload, topic)
+
+    def _log_ha_online(self) -> None:
+        """Info once per HA_ONLINE_LOG_WINDOW, debug in between: a flapping or chatty
+        Home Assistant must not flood the log (discovery is re-sent each time anyway)."""
+        now = time.monotonic()
+        last = self._ha_online_logged
+        if last is not None and now - last < HA_ONLINE_LOG_WINDOW:
+            self._ha_online_repeats += 1
+            log.debug("Home Assistant came online again; re-sending discovery")
+            return
+        self._ha_online_logged = now
+        repeats, self._ha_online_repeats = self._ha_online_repeats, 0
+        log.info("Home Assistant came online; re-sending discovery",
+                 **({"repeats_since_last_logged": repeats} if repeats else {}))
 
     # --- the worker thread: the only publisher -------------------------------------------
 
@@ -232,7 +243,7 @@ class MqttPublisher:
                 self._step()
                 if time.monotonic() - last_prune > PRUNE_INTERVAL:
                     last_prune = time.monotonic()
-                    self._spool.prune()
+                    self._prune()
             except Exception as exc:
                 kind = f"{type(exc).__name__}: {exc}"
                 if kind not in failures:
@@ -249,17 +260,34 @@ class MqttPublisher:
                  retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self._client.publish(topic, payload, qos=qos, retain=retain)
 
+    def _prune(self) -> None:
+        try:
+            self._spool.prune()
+        except sqlite3.Error as exc:  # a full disk: the holdback reports that once
+            log.debug("cannot prune the event spool now", error=str(exc))
+
     def _reap(self) -> None:
+        """Delete acknowledged events from the spool (kept for the next step when the
+        disk refuses the delete: they are not sent again in this run)."""
         with self._mid_lock:
             acked, self._acked = self._acked, []
-        seqs = [self._inflight.pop(m) for m in acked if m in self._inflight]
-        if seqs:
+        seqs = self._unremoved + [self._inflight.pop(m) for m in acked if m in self._inflight]
+        if not seqs:
+            return
+        try:
             self._spool.remove(seqs)
-            with self._flushed:
-                self._flushed.notify_all()
+        except sqlite3.Error as exc:
+            self._unremoved = seqs
+            log.debug("cannot delete acknowledged events from the spool yet", error=str(exc),
+                      events=len(seqs))
+            return
+        self._unremoved = []
+        with self._flushed:
+            self._flushed.notify_all()
 
     def _step(self) -> None:
         self._reap()
+        self._intake.retry()
         if not self._client.is_connected():
             return
         p = self._outbox.take()
@@ -268,11 +296,6 @@ class MqttPublisher:
             self._pub_state.clear()
             self._pub_enabled.clear()
             self._publish(availability_topic(cfg), "online", qos=1, retain=True)
-        for name in p.removed:  # clear the retained state of a trigger that is gone
-            self._pub_state.pop(name, None)
-            self._pub_enabled.pop(name, None)
-            self._publish(trigger_topic(cfg, name, "state"), b"", qos=1, retain=True)
-            self._publish(trigger_topic(cfg, name, "enabled"), b"", qos=1, retain=True)
         if p.discovery:
             self._publish_discovery(p.triggers)
         if not p.new_connection:
@@ -288,12 +311,13 @@ class MqttPublisher:
         if p.stats is not None:
             self._publish(stats_topic(cfg), json.dumps(p.stats, separators=(",", ":")),
                           retain=True)
-        for trigger, text in p.volatile:
-            self._publish(trigger_topic(cfg, trigger, "event"), text, qos=1)
-        if p.volatile:
-            with self._flushed:
-                self._flushed.notify_all()
-        self._submit_spool()
+        if self._submit_spool():  # the spool's backlog is out: held events may follow
+            held = self._intake.take()
+            for _, trigger, text, _ in held:
+                self._publish(trigger_topic(cfg, trigger, "event"), text, qos=1)
+            if held:
+                with self._flushed:
+                    self._flushed.notify_all()
 
     def _publish_state(self, name: str, leaf: str, on: bool, published: dict[str, bool],
                        force: bool = False) -> None:
@@ -304,8 +328,14 @@ class MqttPublisher:
             published[name] = on
 
     def _publish_discovery(self, triggers: list[TriggerConfig]) -> None:
+        """Discovery for ``triggers``; entities and retained state of triggers published
+        before (this run or, per the memory file, an earlier one) are cleared."""
         configs = discovery_configs(self.config, triggers, self.model_id)
-        stale = (load_published(self.discovery_path) | self._published_topics) - configs.keys()
+        names = {t.name for t in triggers}
+        earlier = load_published(self.discovery_path)
+        for name in sorted((earlier.triggers | self._published_triggers) - names):
+            self._clear_trigger(name)
+        stale = (earlier.topics | self._published_topics) - configs.keys()
         for topic in sorted(stale):
             self._publish(topic, b"", qos=1, retain=True)
         if stale:
@@ -313,8 +343,9 @@ class MqttPublisher:
         for topic, payload in configs.items():
             self._publish(topic, encode(payload), qos=1, retain=True)
         self._published_topics = set(configs)
+        self._published_triggers = names
         try:
-            save_published(self.discovery_path, configs)
+            save_published(self.discovery_path, configs, names)
         except OSError as exc:
             log.warning(
                 "cannot remember the published discovery topics; entities of triggers "
@@ -323,15 +354,30 @@ class MqttPublisher:
             )
         log.debug("published Home Assistant discovery", entities=len(configs))
 
-    def _submit_spool(self) -> None:
+    def _clear_trigger(self, name: str) -> None:
+        """Empty retained state and enabled of a trigger that is gone."""
+        self._pub_state.pop(name, None)
+        self._pub_enabled.pop(name, None)
+        self._publish(trigger_topic(self.config, name, "state"), b"", qos=1, retain=True)
+        self._publish(trigger_topic(self.config, name, "enabled"), b"", qos=1, retain=True)
+
+    def _submit_spool(self) -> bool:
+        """Hand the next spooled events to paho; True when none is left to hand over."""
         room = MAX_INFLIGHT - len(self._inflight)
         if room <= 0:
-            return
-        for row in self._spool.pending(after_seq=self._submitted_upto, limit=room):
+            return False
+        rows = self._spool.pending(after_seq=self._submitted_upto, limit=room)
+        for row in rows:
             info = self._publish(trigger_topic(self.config, row.trigger, "event"), row.payload,
                                  qos=1)
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                break
+                return False
             # Recorded before the ack can be reaped: only this thread reaps.
             self._inflight[info.mid] = row.seq
             self._submitted_upto = row.seq
+        return len(rows) < room
+
+
+def _event_json(event: Event) -> str:
+    """An event's payload: its fields plus ``event_type`` (compact JSON)."""
+    return json.dumps({**event.to_dict(), "event_type": event.type}, separators=(",", ":"))
