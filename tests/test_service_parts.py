@@ -10,6 +10,8 @@ machinery (pydantic, ruamel) and of torch.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -69,8 +71,13 @@ def test_switch_store_rules_and_persistence(tmp_path: Path) -> None:
     path = StateDir(tmp_path).switches
     store = SwitchStore(path, {"dog": True, "bell": False})
     assert store.snapshot() == {"dog": True, "bell": False}
-    assert store.set("dog", False) is True and store.set("dog", False) is False
+    old = os.umask(0o022)
+    try:
+        assert store.set("dog", False) is True and store.set("dog", False) is False
+    finally:
+        os.umask(old)
     assert json.loads(path.read_text()) == {"dog": {"enabled": False, "config": True}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # private whatever the umask
     with pytest.raises(KeyError, match="unknown trigger 'cat'; triggers: dog, bell"):
         store.set("cat", True)
 

@@ -65,7 +65,7 @@ class SwitchStore:
             return
         data = {n: {"enabled": c, "config": then} for n, (c, then) in self._choices.items()}
         try:
-            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True))
+            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
         except OSError as exc:
             log.error(
                 "cannot store the trigger switch; it will not survive a restart",
