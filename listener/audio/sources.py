@@ -87,6 +87,13 @@ class Source:
     def open(self) -> None:  # pragma: no cover - overridden
         pass
 
+    def _opened(self) -> Converter:
+        """The converter of an open source (``open`` first if it is not open yet)."""
+        if self._conv is None:
+            self.open()
+        assert self._conv is not None
+        return self._conv
+
     def blocks(self) -> Iterator[np.ndarray]:  # pragma: no cover - overridden
         return iter(())
 
@@ -110,10 +117,7 @@ class ArraySource(Source):
         self._conv = Converter(self.rate)
 
     def blocks(self) -> Iterator[np.ndarray]:
-        if self._conv is None:
-            self.open()
-        conv = self._conv
-        assert conv is not None
+        conv = self._opened()
         t0 = time.monotonic()
         n = len(self.samples)
         for i in range(0, n, self.block):
@@ -155,10 +159,7 @@ class FileSource(Source):
         self._conv = Converter(self.rate)
 
     def blocks(self) -> Iterator[np.ndarray]:
-        if self._sf is None:
-            self.open()
-        conv = self._conv
-        assert conv is not None
+        conv = self._opened()
         frames = max(1, round(self.block_seconds * self.rate))
         t0 = time.monotonic()
         done = 0
@@ -225,10 +226,7 @@ class StdinSource(Source):
         self._conv = Converter(self.rate)
 
     def blocks(self) -> Iterator[np.ndarray]:
-        if self._conv is None:
-            self.open()
-        conv = self._conv
-        assert conv is not None
+        conv = self._opened()
         dtype, scale = PCM_FORMATS[self.fmt]
         width = np.dtype(dtype).itemsize * self.channels
         pending = b""
