@@ -131,7 +131,7 @@ class Daemon:
         self.pipeline = Pipeline(cfg.audio, make_source(cfg.source), detector, self.sinks,
                                  clips=make_clips(cfg), heartbeat=self.notifier.watchdog)
         # the present state before any window, with the ends a crashed run still owed
-        owed = self._recover_open_events(state) if cfg.mqtt.enabled else []
+        owed = self._recover_open_events(state) if state.path.is_dir() else []
         self.sinks.on_result(replace(detector.snapshot(), events=tuple(owed)))
         if self.mqtt is not None:
             self.mqtt.start()
@@ -140,14 +140,16 @@ class Daemon:
 
     def _state_dir(self) -> StateDir:
         """The state directory, made private before anything is written into it. MQTT
-        cannot work without it (the spool); without MQTT only the prompt cache is lost."""
+        cannot work without it (the spool); without MQTT the prompt cache and the record of
+        open events are lost, nothing else."""
         state = state_dir(self.config)
         try:
             return state.ensure()
         except UserError:
             if self.config.mqtt.enabled:
                 raise
-            log.warning("no state directory: prompt embeddings are not cached",
+            log.warning("no state directory: prompt embeddings are not cached and events "
+                        "open at a crash are not ended at the next start",
                         path=str(state.path))
             return state
 
