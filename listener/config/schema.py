@@ -3,145 +3,41 @@
 One YAML file describes the model, the audio source, the triggers and the MQTT
 connection. This module says what is valid; :mod:`listener.config.loader` reads the
 file (with line numbers) and turns each problem into ``file:line key.path: what``.
-Rules that involve several keys raise through :func:`_at` (:func:`not_above` for two
-keys that must keep an order), which names the key the user must change, so the
-message points at its line.
+Value types and the cross-key rules (``at_key``, ``not_above``, ``keeps_order``) live in
+:mod:`listener.config.types`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
 
+from listener.config.types import (
+    Identifier,
+    NonNegFloat,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    Strict,
+    Text,
+    UnitFloat,
+    WireName,
+    WireText,
+    at_key,
+    keeps_order,
+    not_above,
+)
 from listener.detect.settings import KEYS as SETTING_KEYS
 from listener.detect.settings import TriggerSettings, resolve
-
-#: what a name used in MQTT topics and Home Assistant ids may hold: matched against the
-#: WHOLE value (``fullmatch``), so a trailing line break from a YAML block scalar fails it
-ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-# --- small validated types -------------------------------------------------------------
-
-
-def _at(path: str, message: str) -> ValueError:
-    """A cross-field error that belongs to one key (``path`` like ``triggers[2].name``).
-
-    pydantic reports a model validator's error at the section; the tag lets the
-    formatter point at the line of the key the user must change instead.
-    """
-    return ValueError(f"<<{path}>>{message}")
-
-
-def not_above(section: object, low_key: str, high_key: str, at: str = "",
-              note: str = "") -> ValueError | None:
-    """The error for ``low_key`` set above ``high_key`` in one section, or None if it is not.
-
-    Several pairs of keys must keep an order (a hop no longer than the window, the
-    shortest reconnect delay no longer than the longest); every such rule says the same
-    thing the same way, at the line of the lower key: ``must not exceed window_seconds
-    (2.0), got 5.0``. A validator raises what this returns. ``at`` prefixes the key path
-    (``"triggers[2]."``) and ``note`` is appended to the message.
-    """
-    low, high = getattr(section, low_key), getattr(section, high_key)
-    if low > high:
-        return _at(at + low_key, f"must not exceed {high_key} ({high}), got {low}{note}")
-    return None
-
-
-def keeps_order(low_key: str, high_key: str) -> Any:
-    """A section's validator: ``low_key`` must not exceed ``high_key`` (:func:`not_above`)."""
-
-    def check(self: Any) -> Any:
-        if (error := not_above(self, low_key, high_key)) is not None:
-            raise error
-        return self
-
-    return model_validator(mode="after")(check)
-
-
-def _unit_interval(v: float) -> float:
-    if not 0.0 <= v <= 1.0:
-        raise ValueError("must be between 0 and 1")
-    return v
-
-
-def _positive(v: float) -> float:
-    if v <= 0:
-        raise ValueError("must be greater than 0")
-    return v
-
-
-def _non_negative(v: float) -> float:
-    if v < 0:
-        raise ValueError("must be 0 or more")
-    return v
-
-
-#: why a value that looks right is refused: YAML's block scalars end with a line break
-_BLOCK_SCALAR_HINT = (
-    "; a block scalar ('|' or '>') keeps its line break: write the value on the key's line"
-)
-
-
-def _identifier(v: str) -> str:
-    """A name that goes into MQTT topics: a broker drops the whole connection (every
-    trigger's events) on a topic with a control character, so the whole value must match."""
-    if not ID_PATTERN.fullmatch(v):
-        hint = _BLOCK_SCALAR_HINT if ID_PATTERN.fullmatch(v.strip()) else ""
-        raise ValueError(
-            "may only contain letters, digits, '_' and '-' (it is used in MQTT topics "
-            f"and Home Assistant ids{hint})"
-        )
-    return v
-
-
-def _no_control_characters(v: str) -> str:
-    """Text sent to the broker as an MQTT string (client id, user name) or used to reach
-    it (host): MQTT forbids control characters there, and mosquitto drops the connection."""
-    if any(unicodedata.category(c) == "Cc" for c in v):
-        raise ValueError(
-            "must not contain control characters such as line breaks, tabs or NUL (the "
-            f"broker refuses them{_BLOCK_SCALAR_HINT})"
-        )
-    return v
-
-
-def _non_empty_text(v: str) -> str:
-    if not v.strip():
-        raise ValueError("must not be empty")
-    return v
-
-
-UnitFloat = Annotated[float, AfterValidator(_unit_interval)]
-PositiveFloat = Annotated[float, AfterValidator(_positive)]
-NonNegFloat = Annotated[float, AfterValidator(_non_negative)]
-PositiveInt = Annotated[int, AfterValidator(_positive)]
-NonNegInt = Annotated[int, AfterValidator(_non_negative)]
-Identifier = Annotated[str, AfterValidator(_identifier)]
-Text = Annotated[str, AfterValidator(_non_empty_text)]
-WireText = Annotated[str, AfterValidator(_no_control_characters)]
-
-
-class Strict(BaseModel):
-    """Base for every section: unknown keys are errors, values are not coerced from text."""
-
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
-
 
 # --- sections ----------------------------------------------------------------------------
 
@@ -187,7 +83,7 @@ class SourceConfig(Strict):
     @model_validator(mode="after")
     def _needs_path(self) -> SourceConfig:
         if self.type == "file" and self.path is None:
-            raise _at("path", "is required for a file source (or write source: file:PATH)")
+            raise at_key("path", "is required for a file source (or write source: file:PATH)")
         return self
 
 
@@ -278,7 +174,8 @@ class TlsConfig(Strict):
             given, missing = (
                 ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
             )
-            raise _at(given, f"needs {missing} too (a client certificate and its key go together)")
+            raise at_key(given,
+                         f"needs {missing} too (a client certificate and its key go together)")
         return self
 
 
@@ -294,7 +191,7 @@ class SpoolConfig(Strict):
 
 class MqttConfig(Strict):
     enabled: bool = True
-    host: Annotated[Text, AfterValidator(_no_control_characters)] = "localhost"
+    host: WireName = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     client_id: WireText | None = None
     keepalive: PositiveInt = 60
@@ -317,7 +214,7 @@ class MqttConfig(Strict):
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
         if self.password is not None and self.password_file is not None:
-            raise _at("password_file", "set either password or password_file, not both")
+            raise at_key("password_file", "set either password or password_file, not both")
         return self
 
     _reconnect_in_order = keeps_order("reconnect_min_seconds", "reconnect_max_seconds")
@@ -347,7 +244,7 @@ class Config(Strict):
         seen: dict[str, int] = {}
         for i, t in enumerate(self.triggers):
             if t.name in seen:
-                raise _at(
+                raise at_key(
                     f"triggers[{i}].name",
                     f"duplicate trigger name '{t.name}' (already used by triggers[{seen[t.name]}]):"
                     " names must be unique",
@@ -363,7 +260,7 @@ class Config(Strict):
         the user's back (the block is the source's latency and overhead trade-off)."""
         hop, block = self.audio.hop_seconds, self.source.block_seconds
         if hop < block:
-            raise _at(
+            raise at_key(
                 "audio.hop_seconds",
                 f"must be at least source.block_seconds ({block}), got {hop}: audio arrives "
                 "one block at a time, so a shorter hop skips windows; raise hop_seconds or "

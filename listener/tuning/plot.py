@@ -79,7 +79,7 @@ def _event_spans(events, name: str) -> list[tuple[float, float]] | None:
     return spans
 
 
-def _at(t: np.ndarray, s: np.ndarray, xs: Sequence[float]) -> list[float]:
+def at_key(t: np.ndarray, s: np.ndarray, xs: Sequence[float]) -> list[float]:
     ok = np.isfinite(s)
     if not ok.any():
         return [0.0] * len(xs)
@@ -152,7 +152,7 @@ def _trigger_panel(
     ends = [e.window_end for e in rec.events if e.type == "end" and e.trigger == name]
     for xs, marker, color in ((starts, "^", "tab:green"), (ends, "v", "black")):
         if xs:  # on the curve, at the window that decided
-            ax.plot(xs, _at(t, s, xs), marker=marker, color=color, ms=9, ls="none", zorder=5)
+            ax.plot(xs, at_key(t, s, xs), marker=marker, color=color, ms=9, ls="none", zorder=5)
     finite = s[np.isfinite(s)]
     lo = min([0.0, *(finite.min(keepdims=True) if finite.size else [])])
     hi = max([st.on_threshold, *(finite.max(keepdims=True) if finite.size else [])])
