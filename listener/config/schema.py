@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
-    field_validator,
     model_validator,
 )
 
@@ -33,6 +32,7 @@ from listener.config.types import (
     WireName,
     WireText,
     at_key,
+    at_most,
     keeps_order,
     not_above,
 )
@@ -88,24 +88,12 @@ class SourceConfig(Strict):
 
 
 class AudioConfig(Strict):
-    window_seconds: PositiveFloat = 10.0
+    window_seconds: Annotated[
+        PositiveFloat, at_most(10.0, "must be at most 10 (the model hears 10-s windows)")
+    ] = 10.0
     hop_seconds: PositiveFloat = 1.0
     pre_roll_seconds: NonNegFloat = 5.0
-    min_level_dbfs: float = -70.0
-
-    @field_validator("window_seconds")
-    @classmethod
-    def _window_max(cls, v: float) -> float:
-        if v > 10.0:
-            raise ValueError("must be at most 10 (the model hears 10-s windows)")
-        return v
-
-    @field_validator("min_level_dbfs")
-    @classmethod
-    def _dbfs(cls, v: float) -> float:
-        if v > 0:
-            raise ValueError("must be 0 or below (dBFS)")
-        return v
+    min_level_dbfs: Annotated[float, at_most(0.0, "must be 0 or below (dBFS)")] = -70.0
 
     _hop_le_window = keeps_order("hop_seconds", "window_seconds")
 

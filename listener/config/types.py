@@ -58,6 +58,17 @@ def keeps_order(low_key: str, high_key: str) -> Any:
     return model_validator(mode="after")(check)
 
 
+def at_most(limit: float, message: str) -> AfterValidator:
+    """A bound with its reason in the message (``must be at most 10 (the model ...)``)."""
+
+    def check(v: float) -> float:
+        if v > limit:
+            raise ValueError(message)
+        return v
+
+    return AfterValidator(check)
+
+
 def _unit_interval(v: float) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError("must be between 0 and 1")
