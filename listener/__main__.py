@@ -29,6 +29,7 @@ COMMANDS = (
     "enroll",
     "devices",
     "check_config",
+    "health",
     "embed",
     "model",
     "bench",

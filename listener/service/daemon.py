@@ -6,9 +6,10 @@ assemble.py): switch store, model stack, detector, sinks (log, MQTT), pipeline.
 Threads: the main thread owns signals (Python delivers them there), config
 reloads, the stats timer and systemd status; one worker thread runs
 ``Pipeline.run``, which reads audio, scores windows and calls the sinks. The
-worker's heartbeat is the systemd watchdog ping, so a stuck processing loop stops
-the pings and systemd restarts the service, while a healthy but idle one keeps
-pinging once per hop.
+worker's heartbeat is the systemd watchdog ping (and the state directory's heartbeat
+file a container health check reads: service/heartbeat.py), so a stuck processing
+loop stops the pings and systemd restarts the service, while a healthy but idle one
+keeps pinging once per hop.
 
 Signals only set events; the main loop acts on them:
 
@@ -48,6 +49,7 @@ from listener.service.assemble import (
     state_dir,
 )
 from listener.service.commands import Commands
+from listener.service.heartbeat import Heartbeat
 from listener.service.open_events import OpenEvents
 from listener.service.pipeline import Pipeline
 from listener.service.reload import read_config, reload_running
@@ -82,6 +84,7 @@ class Daemon:
         self.stop = threading.Event()
         self.hup = threading.Event()
         self.notifier = Notifier()
+        self.heartbeat = Heartbeat(None, self.notifier.watchdog)
         self.sinks = FanOut([LogSink()])
         self.pipeline: Pipeline | None = None
         self.mqtt: Any = None
@@ -113,6 +116,8 @@ class Daemon:
                  source=cfg.source.type, triggers=[t.name for t in cfg.triggers],
                  pid=os.getpid())
         state = self._state_dir()
+        if state.path.is_dir():
+            self.heartbeat = Heartbeat(state.heartbeat, self.notifier.watchdog)
         t0 = time.monotonic()
         self.stack = load_model(cfg)
         log.info("model loaded", model=self.stack.model_id,
@@ -129,7 +134,7 @@ class Daemon:
                                       state.published_discovery, on_command=commands.handle)
             self.sinks.add(self.mqtt)
         self.pipeline = Pipeline(cfg.audio, make_source(cfg.source), detector, self.sinks,
-                                 clips=make_clips(cfg), heartbeat=self.notifier.watchdog)
+                                 clips=make_clips(cfg), heartbeat=self.heartbeat.beat)
         # the present state before any window, with the ends a crashed run still owed
         owed = self._recover_open_events(state) if state.path.is_dir() else []
         self.sinks.on_result(replace(detector.snapshot(), events=tuple(owed)))
@@ -224,6 +229,7 @@ class Daemon:
                     seconds=FLUSH_SECONDS,
                 )
         self.sinks.close()
+        self.heartbeat.clear()
         self.notifier.close()
 
     def _loop(self, worker: threading.Thread) -> int | None:

@@ -14,6 +14,8 @@ in it is decided here, and every other module receives these paths:
 - ``model-hashes.json``: sha256 of model files by path, size and mtime (the start-up
   integrity check and the prompt cache's key; listener/model/modeldir.py)
 - ``clips/``: event clips, unless ``clips.dir`` says otherwise
+- ``heartbeat``: touched by the processing loop, read by `listener health` (a container
+  HEALTHCHECK; listener/service/heartbeat.py)
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class StateDir:
     @property
     def clips(self) -> Path:
         return self.path / "clips"
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.path / "heartbeat"
 
     def ensure(self) -> StateDir:
         """Create the directory, private (0700: it holds events and clips of a household),
