@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import stat
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +22,16 @@ import yaml
 
 from listener.config.loader import load_config
 from tests.helpers import HOST, ROOT, assert_clean_error, free_port, run_cli
+from tests.supervisor_stub import TOKEN, Supervisor, broker_answer
 
 MANIFEST = ROOT / "addon" / "config.yaml"
-TOKEN = "test-supervisor-token"
-BROKER = {"addon": "core_mosquitto", "host": "core-mosquitto", "port": 1883, "ssl": False,
-          "protocol": "3.1.1", "username": "addons", "password": "s3cret pw"}
-
-
-@dataclass
-class Supervisor:
-    """What GET /services/mqtt answers: (HTTP status, body)."""
-
-    url: str
-    answer: tuple[int, bytes] = (200, json.dumps({"result": "ok", "data": BROKER}).encode())
-    requests: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
 def supervisor() -> Iterator[Supervisor]:
-    port = free_port()
-    sup = Supervisor(f"http://{HOST}:{port}")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            sup.requests.append(self.path)
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                status, body = 401, b'{"result": "error", "message": "Unauthorized"}'
-            elif self.path != "/services/mqtt":
-                status, body = 404, b'{"result": "error"}'
-            else:
-                status, body = sup.answer
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((HOST, port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield sup
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    sup = Supervisor(HOST, free_port())
+    yield sup
+    sup.close()
 
 
 def default_options() -> dict[str, Any]:
@@ -118,8 +77,7 @@ def test_the_manifest_defaults_give_a_valid_config_with_the_supervisors_broker(
 
 
 def test_options_map_onto_listener_keys(tmp_path: Path, supervisor: Supervisor):
-    supervisor.answer = (200, json.dumps({"result": "ok", "data": {
-        "host": "broker.lan", "port": 8883, "ssl": True}}).encode())
+    supervisor.answer = broker_answer(host="broker.lan", port=8883, ssl=True)
     options = {**default_options(), "device": "USB", "hop_seconds": 2.0, "clips": True,
                "device_id": "kitchen", "log_level": "debug", "threads": 2}
     result = start(tmp_path, supervisor, options)

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_option(p, "the running daemon's config file")
     p.add_argument("--max-age", type=float, default=MAX_AGE_SECONDS, metavar="SECONDS",
-                   help=f"oldest heartbeat that still counts as alive (default {MAX_AGE_SECONDS:g})")
+                   help="oldest heartbeat that still counts as alive "
+                   f"(default {MAX_AGE_SECONDS:g})")
 
 
 def run(args: argparse.Namespace) -> int:
