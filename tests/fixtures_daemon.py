@@ -6,6 +6,9 @@
 - :class:`Proc` runs ``python -m listener run`` with its JSON log lines in a file the
   test polls (bounded waits); the ``procs`` fixture kills what a test left running.
 - :func:`event_msgs`, :func:`spool_count`: what reached the broker, what is spooled.
+- ``daemon_dir``: a directory with a config that keeps ``listener run`` listening without
+  a broker (60 s of noise as a real-time file, hop 0.25 s, state in ``state/``), for the
+  watchdog and health-check tests.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from listener.audio.decode import write_wav
@@ -123,6 +127,20 @@ class Proc:
         if self.p.poll() is None:
             self.p.kill()
         self.wait(10)
+
+
+@pytest.fixture
+def daemon_dir(tmp_path: Path, hearing_model_dir: Path) -> Path:
+    rng = np.random.default_rng(7)
+    write_wav(tmp_path / "long.wav", (0.05 * rng.standard_normal(48000 * 60)).astype(np.float32))
+    write_config(
+        tmp_path, hearing_model_dir, [{"name": "alarm", "prompts": ["an alarm beeping"]}],
+        source={"type": "file", "path": "long.wav", "realtime": True},
+        audio={"hop_seconds": 0.25},
+        mqtt={"enabled": False},
+        state_dir="state",
+    )
+    return tmp_path
 
 
 @pytest.fixture

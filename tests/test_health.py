@@ -13,24 +13,8 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
-
-from listener.audio.decode import write_wav
 from listener.service.heartbeat import Heartbeat, problem
-from tests.helpers import assert_clean_error, run_cli, running, start_cli, stop, write_config
-
-
-@pytest.fixture
-def daemon_dir(tmp_path: Path, hearing_model_dir: Path) -> Path:
-    rng = np.random.default_rng(7)
-    write_wav(tmp_path / "long.wav", (0.05 * rng.standard_normal(48000 * 60)).astype(np.float32))
-    write_config(
-        tmp_path, hearing_model_dir, [{"name": "alarm", "prompts": ["an alarm beeping"]}],
-        source={"type": "file", "path": "long.wav", "realtime": True},
-        audio={"hop_seconds": 0.25}, mqtt={"enabled": False}, state_dir="state",
-    )
-    return tmp_path
+from tests.helpers import assert_clean_error, run_cli, running, start_cli, stop
 
 
 def health(d: Path, *extra: str):

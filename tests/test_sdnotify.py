@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listener.audio.decode import write_wav
 from listener.service.sdnotify import Notifier
-from tests.helpers import assert_no_traceback, running, start_cli, stop, write_config
+from tests.helpers import assert_no_traceback, running, start_cli, stop
 
 WATCHDOG_USEC = 400_000  # 0.4 s: pings at most every 0.2 s
 
@@ -62,20 +61,6 @@ class NotifyListener:
 
 def pings(messages: list[tuple[float, str]]) -> list[float]:
     return [t for t, m in messages if "WATCHDOG=1" in m.split("\n")]
-
-
-@pytest.fixture
-def daemon_dir(tmp_path: Path, hearing_model_dir: Path) -> Path:
-    rng = np.random.default_rng(7)
-    write_wav(tmp_path / "long.wav", (0.05 * rng.standard_normal(48000 * 60)).astype(np.float32))
-    write_config(
-        tmp_path, hearing_model_dir, [{"name": "alarm", "prompts": ["an alarm beeping"]}],
-        source={"type": "file", "path": "long.wav", "realtime": True},
-        audio={"hop_seconds": 0.25},
-        mqtt={"enabled": False},
-        state_dir="state",
-    )
-    return tmp_path
 
 
 @pytest.fixture
