@@ -193,8 +193,9 @@ def check_config(path: Path) -> None:
         raise AddonError([option_problem(line) for line in exc.errors]) from None
 
 
-def prepare(args: argparse.Namespace) -> Path:
-    """Steps 1-3: the validated config file, or AddonError with every problem at once
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Steps 1-3: the options, once the config file is written and valid; or AddonError
+    with every problem at once
     (the options are checked even when the Supervisor has no broker to give)."""
     options = read_options(args.options)
     problems: list[str] = []
@@ -210,7 +211,7 @@ def prepare(args: argparse.Namespace) -> Path:
         problems = exc.problems + problems
     if problems:
         raise AddonError(problems)
-    return args.config
+    return options
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -231,13 +232,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = prepare(args)
-        print(f"listener add-on: {config} written and valid", file=sys.stderr, flush=True)
+        options = prepare(args)
+        print(f"listener add-on: {args.config} written and valid", file=sys.stderr, flush=True)
         if args.check:
             return 0
         from listener.container import ensure_model
 
-        ensure_model(model_dir(read_options(args.options), args.data))
+        ensure_model(model_dir(options, args.data))
     except AddonError as exc:
         for problem in exc.problems:
             print(f"listener: {problem}", file=sys.stderr)
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"listener: {exc}", file=sys.stderr)
         return exc.exit_code
-    os.execvp("listener", ["listener", "run", "--config", str(config)])
+    os.execvp("listener", ["listener", "run", "--config", str(args.config)])
     return 127  # not reached
 
 
