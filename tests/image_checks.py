@@ -31,7 +31,8 @@ DEVICE = "imagetest"
 # Podman keeps the script's images (the base, the build cache) in a store of its own, so
 # the cache survives between runs and the clean-up at the end touches nothing else.
 STORE = Path(os.environ.get("LISTENER_IMAGE_STORE", "/var/lib/listener-test-image"))
-PODMAN = ["podman", "--root", str(STORE / "storage"), "--runroot", "/run/listener-test-image"]
+PODMAN = ["podman", "--root", str(STORE / "storage"),
+          "--runroot", str(Path("/run/listener-test-image") / STORE.name)]
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "script" / "containers.conf")}
 PODMAN_LOG = re.compile(r'^time="[^"]*" level=\w+ msg=')
 

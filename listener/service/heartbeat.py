@@ -17,7 +17,6 @@ asks: is the file younger than the systemd unit's WatchdogSec (:data:`MAX_AGE_SE
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,13 +45,10 @@ class Heartbeat:
         if self.path is None or now - self._last < self.every:
             return
         self._last = now
-        try:
-            self.path.touch(mode=0o600)
-            os.utime(self.path)
-        except OSError:
-            # a full or read-only disk must not stop detection; the health check then
-            # reports the stale file, which is the truth about the state directory
-            pass
+        # a full or read-only disk must not stop detection; the health check then reports
+        # the stale file, which is the truth about the state directory
+        with contextlib.suppress(OSError):
+            self.path.touch(mode=0o600)  # creates it, or sets its mtime to now
 
     def clear(self) -> None:
         """Remove the file (start-up, clean stop): no heartbeat means not listening."""
