@@ -75,6 +75,13 @@ def run(*args: str, mounts: tuple[tuple[Path, str], ...] = (), entrypoint: str |
     return podman(*cmd, IMAGE, *args, timeout=timeout, check=False)
 
 
+def succeeded(proc: subprocess.CompletedProcess[str], what: str
+              ) -> subprocess.CompletedProcess[str]:
+    if proc.returncode != 0:
+        fail(f"{what} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
 # --- 3. one-shot commands in the image -------------------------------------------------------
 
 
@@ -98,11 +105,9 @@ def check_user() -> None:
 def check_example_config() -> None:
     step("check-config on config.example.yaml")
     # its model.dir is relative to the file: /config/models/clap-htsat-unfused
-    proc = run("check-config", "--quiet", mounts=(
+    succeeded(run("check-config", "--quiet", mounts=(
         (ROOT / "config.example.yaml", "/config/config.yaml"),
-        (HEARING_MODEL, "/config/models/clap-htsat-unfused")))
-    if proc.returncode != 0:
-        fail(f"check-config exited {proc.returncode}: {proc.stderr}")
+        (HEARING_MODEL, "/config/models/clap-htsat-unfused"))), "check-config")
     ok("valid")
 
 
@@ -122,10 +127,8 @@ mqtt:
 
 def smoke_scan(work: Path) -> None:
     step("offline smoke test: scan a sample with the shipped test model")
-    proc = run("scan", "/work/sample.wav", "--config", "/work/scan.yaml", "--jsonl",
-               mounts=((HEARING_MODEL, "/model"), (work, "/work")))
-    if proc.returncode != 0:
-        fail(f"scan exited {proc.returncode}: {proc.stderr}")
+    proc = succeeded(run("scan", "/work/sample.wav", "--config", "/work/scan.yaml", "--jsonl",
+                         mounts=((HEARING_MODEL, "/model"), (work, "/work"))), "scan")
     starts = sorted({json.loads(line)["trigger"] for line in proc.stdout.splitlines()
                      if line.startswith("{") and json.loads(line)["type"] == "start"})
     if starts != ["door_knock", "smoke_alarm"]:
@@ -134,16 +137,8 @@ def smoke_scan(work: Path) -> None:
     ok(f"starts of {', '.join(starts)}")
 
 
-FIRST_START_CONFIG = """\
-model:
-  dir: /data/models/clap-htsat-unfused
-source: stdin
-triggers:
-  - name: smoke_alarm
-    prompts: ["a smoke alarm beeping"]
-mqtt:
-  enabled: false
-"""
+# the scan's config with the model where a first start pulls it
+FIRST_START_CONFIG = SCAN_CONFIG.replace("dir: /model", "dir: /data/models/clap-htsat-unfused")
 
 
 def first_start_without_network(work: Path) -> None:
@@ -161,9 +156,7 @@ def first_start_without_network(work: Path) -> None:
 
 def smoke_demo(work: Path) -> None:
     step("offline smoke test: listener demo")
-    proc = run("demo")
-    if proc.returncode != 0:
-        fail(f"demo exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+    succeeded(run("demo"), "listener demo")
     ok("demo ran")
 
 
