@@ -4,8 +4,11 @@ removed triggers deleted (also their retained state, also across a restart)."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from listener.config.schema import MqttConfig
@@ -82,6 +85,16 @@ def test_payloads_are_what_home_assistant_accepts() -> None:
     device = next(iter(configs_of(cfg, ["x"]).values()))["device"]
     assert device["model_id"] == "clap-int8" and device["suggested_area"] == "Kitchen"
     assert "configuration_url" not in device
+    # the per-entity form is for older Home Assistant, whose device schema (before
+    # 2024.8) rejects a whole config with model_id: the model goes into `model`
+    for payload in per_entity.values():
+        assert "model_id" not in payload["device"]
+        assert "clap-int8" in payload["device"]["model"]
+    with_page = DeviceInfo("clap-int8", configuration_url="http://pi.local:8080/")
+    _, now = next_discovery(cfg, [trigger("x")], with_page, Published())
+    messages, _ = next_discovery(cfg, [trigger("x")], with_page, now)
+    page = json.loads(messages[0].payload)["device"]["configuration_url"]
+    assert page == "http://pi.local:8080/"
 
     other = MqttConfig(device_id="testdev", discovery={"prefix": "ha"})
     assert all(t.startswith("ha/") for t in configs_of(other, ["x"]))
@@ -237,3 +250,23 @@ def test_home_assistant_online_storm_is_logged_once(mosquitto, mqtt_subscriber, 
     assert len(online) == 300
     assert [e["log_level"] for e in online].count("info") == 1
     assert online[0]["log_level"] == "info"
+
+
+def test_readme_automations_ignore_the_comeback_after_a_restart() -> None:
+    """Both automation forms in README's Home Assistant section: a state trigger on the
+    event entity that does not fire when the entity comes back from unavailable."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Home Assistant\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    forms = {}
+    for block in blocks:
+        (auto,) = block["automation"]
+        key = "triggers" if "triggers" in auto else "trigger"
+        (trig,) = auto[key]
+        assert trig["not_from"] == ["unavailable", "unknown"], auto
+        assert trig["entity_id"].startswith("event.")
+        forms[key] = auto
+    assert set(forms) == {"triggers", "trigger"}  # HA >= 2024.10, and older
+    assert {"conditions", "actions"} <= forms["triggers"].keys()
+    assert {"condition", "action"} <= forms["trigger"].keys()
+    assert forms["trigger"]["trigger"][0]["platform"] == "state"

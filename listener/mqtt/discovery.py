@@ -63,15 +63,19 @@ class Entity:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def device_block(cfg: MqttConfig, info: DeviceInfo) -> dict[str, Any]:
+def device_block(cfg: MqttConfig, info: DeviceInfo, model_id: bool = True) -> dict[str, Any]:
+    """The device as Home Assistant registers it. ``model_id`` is left out of per-entity
+    configs: that form is for Home Assistant older than 2024.11, and one older than
+    2024.8 rejects a whole config whose device block has a key it does not know."""
     dev: dict[str, Any] = {
         "identifiers": [f"listener_{cfg.device_id}"],
         "name": cfg.device_name,
         "manufacturer": MANUFACTURER,
-        "model": MODEL,
-        "model_id": info.model_id,
+        "model": MODEL if model_id else f"{MODEL} ({info.model_id})",
         "sw_version": __version__,
     }
+    if model_id:
+        dev["model_id"] = info.model_id
     if cfg.suggested_area:
         dev["suggested_area"] = cfg.suggested_area
     if info.configuration_url:
@@ -183,7 +187,8 @@ def device_topic(cfg: MqttConfig) -> str:
 def entity_form(cfg: MqttConfig, ents: Iterable[Entity], info: DeviceInfo
                 ) -> dict[str, dict[str, Any]]:
     """One config per entity: config topic -> payload."""
-    shared = {**availability(cfg), "device": device_block(cfg, info), "origin": origin_block()}
+    shared = {**availability(cfg), "device": device_block(cfg, info, model_id=False),
+              "origin": origin_block()}
     return {entity_topic(cfg, e.platform, e.object_id): {**e.options, **shared} for e in ents}
 
 
