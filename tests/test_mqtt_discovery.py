@@ -12,10 +12,11 @@ import yaml
 from structlog.testing import capture_logs
 
 from listener.config.schema import MqttConfig
-from listener.mqtt.discovery import DeviceInfo
+from listener.mqtt.discovery import PLATFORMS, DeviceInfo, entities
 from listener.mqtt.discovery_memory import Published, load_published, next_discovery
 from tests.fixtures_broker import mqtt_config, wait_until
 from tests.ha_schema import ABBREVIATIONS, entity_configs
+from tests.ha_schema import PLATFORMS as HA_PLATFORMS
 from tests.mqtt_driver import publisher, started, trigger
 
 ENTITY = {"discovery": {"form": "entity"}}  # one config per entity: countable topics
@@ -222,6 +223,10 @@ def test_discovery_memory_of_an_older_version_still_names_its_triggers(tmp_path)
     # it published per-entity configs with unprefixed unique_ids: both are kept
     assert earlier.form == "entity" and earlier.legacy_ids
     assert load_published(tmp_path / "missing.json") == Published()
+    # a listener whose device_id is "device": its per-entity topics are not device configs
+    named = MqttConfig(device_id="device", **ENTITY)
+    old.write_text(json.dumps({"topics": sorted(configs_of(named, ["x"], legacy_ids=True))}))
+    assert load_published(old).form == "entity" and not load_published(old).device_topics
 
 
 def test_home_assistant_online_storm_is_logged_once(mosquitto, mqtt_subscriber, tmp_path):
@@ -270,3 +275,8 @@ def test_readme_automations_ignore_the_comeback_after_a_restart() -> None:
     assert {"conditions", "actions"} <= forms["triggers"].keys()
     assert {"condition", "action"} <= forms["trigger"].keys()
     assert forms["trigger"]["trigger"][0]["platform"] == "state"
+
+
+def test_every_platform_used_is_one_the_schema_check_knows() -> None:
+    used = {e.platform for e in entities(MqttConfig(), [trigger("x")])}
+    assert used == PLATFORMS == HA_PLATFORMS.keys()

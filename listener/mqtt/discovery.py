@@ -41,6 +41,7 @@ MANUFACTURER = "listener"
 MODEL = "listener sound event detector"
 SOUND = "_sound"  # object id suffix of a trigger's binary_sensor
 DEVICE_FORM, ENTITY_FORM = "device", "entity"
+PLATFORMS = frozenset({"binary_sensor", "event", "sensor", "switch"})  # all listener uses
 # Delivery matters for what changes state or carries a command: Home Assistant
 # subscribes to these topics at QoS 1, so the broker re-sends what a flaky link lost.
 DELIVERY_QOS = 1

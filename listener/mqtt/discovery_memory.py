@@ -31,6 +31,7 @@ from listener.files import atomic_write
 from listener.mqtt.discovery import (
     DEVICE_FORM,
     ENTITY_FORM,
+    PLATFORMS,
     SOUND,
     DeviceInfo,
     components_of,
@@ -159,8 +160,10 @@ def _handed_over(before: Published, now: Published) -> set[str]:
 
 
 def _is_device_topic(topic: str) -> bool:
+    """``<prefix>/device/<id>/config``, not ``<prefix>/<platform>/device/<oid>/config``
+    (the per-entity topic of a listener whose device_id is ``device``)."""
     parts = topic.split("/")
-    return len(parts) >= 4 and parts[-3] == "device" and parts[-1] == "config"
+    return len(parts) >= 4 and parts[-3] == "device" and parts[-4] not in PLATFORMS
 
 
 def _device_node(topic: str) -> str:
