@@ -52,7 +52,7 @@ COMMON = {
     "device": "device", "origin": "origin", "enabled_by_default": BOOL,
     "entity_category": STR, "entity_picture": URL, "icon": STR,
     "json_attributes_topic": SUB_TOPIC, "json_attributes_template": TEMPLATE,
-    "object_id": STR, "default_entity_id": STR, "unique_id": STR, "name": STR,
+    "object_id": STR, "unique_id": STR, "name": STR, "availability": "availability",
     "qos": QOS, "encoding": STR,
 }
 RO = {"state_topic": SUB_TOPIC, "value_template": TEMPLATE}  # MQTT_RO_SCHEMA
@@ -85,7 +85,8 @@ PLATFORMS: dict[str, dict[str, Any]] = {
     "switch": {
         "required": {"command_topic"},
         "options": {**COMMON, **RW, "payload_on": STR, "payload_off": STR, "state_on": STR,
-                    "state_off": STR, "value_template": TEMPLATE, "device_class": STR},
+                    "state_off": STR, "value_template": TEMPLATE, "device_class": STR,
+                    "command_template": TEMPLATE},
         "device_classes": {"outlet", "switch"},
     },
 }
