@@ -1,6 +1,6 @@
 """Check listener's discovery payloads and tests/ha_schema.py with Home Assistant's own
 code (not part of the test suite: it needs a Python with ``homeassistant`` installed;
-script/check-ha-schema sets one up and runs both halves).
+script/check-ha sets one up and runs both halves).
 
     python -m tests.ha_crosscheck dump OUT.json     # listener's python: the payloads
     HA_PYTHON tests/ha_crosscheck.py check OUT.json  # HA's python: validate them
