@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.fixtures_daemon import (
     BASE,
     DEVICE,
@@ -75,8 +77,13 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     procs.append(p)
     p.wait_log(lambda ln: ln.get("event") == "listening", 60, "listening")
     sub.wait_topic(f"{BASE}/availability", 10, lambda m: m.text == "online")
-    siren_cfg = f"homeassistant/event/{DEVICE}/siren_event/config"
-    assert not sub.on(siren_cfg)
+    device_cfg = f"homeassistant/device/{DEVICE}/config"
+
+    def has_siren(m) -> bool:  # the device config lists the siren's event entity
+        return bool(m.payload) and "event_types" in json.loads(m.payload)["components"].get(
+            "siren_event", {})
+
+    assert not [m for m in sub.on(device_cfg) if has_siren(m)]
 
     # 1. a broken file: rejected, the log says why, the daemon keeps running the old one
     configure([trigger("alarm")], on_threshold=1.7)
@@ -86,13 +93,13 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
         "defaults.on_threshold: must be between 0 and 1, got 1.7" in e for e in hit["errors"]
     ), hit
     assert p.p.poll() is None
-    assert not sub.on(siren_cfg)
+    assert not [m for m in sub.on(device_cfg) if has_siren(m)]
 
     # 2. a valid file with a new trigger: discovery for it, then its events
     configure([trigger("alarm"), trigger("siren")])
     p.signal(signal.SIGHUP)
     p.wait_log(lambda ln: ln.get("event") == "config reloaded", 20, "reload")
-    sub.wait_topic(siren_cfg, 10, lambda m: bool(m.payload))
+    sub.wait_topic(device_cfg, 10, has_siren)
     sub.wait_for(lambda ms: event_msgs(sub, "siren", "start"), 30, "a siren event")
     assert not event_msgs(sub, "alarm")  # the unchanged trigger never fired on sirens
 
@@ -123,6 +130,30 @@ def test_sighup_reloads_or_keeps_old_config_and_sigterm_exits_cleanly(
     assert sub.on(f"{BASE}/availability")[-1].text == "offline"
     assert spool_count(tmp_path) == 0
     assert_no_traceback(p.text())
+
+
+def test_stats_of_the_previous_run_are_replaced_at_start(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    stats = f"{BASE}/stats"
+    sub = mqtt_subscriber(mosquitto, stats)
+    # what a run that stopped yesterday left retained
+    sub.publish(stats, json.dumps({"uptime_s": 86400.0, "spool_depth": 7}), retain=True)
+    wav = make_stream(tmp_path, "quiet.wav", [], 60.0)
+    path = daemon_config(tmp_path, hearing_model_dir, mosquitto.port, file_source(wav, True))
+    data = yaml.safe_load(path.read_text())
+    data["mqtt"]["stats_interval_seconds"] = 600  # only the start can publish stats here
+    path.write_text(yaml.safe_dump(data))
+    p = Proc(tmp_path)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "listening", 60, "listening")
+    sub.wait_for(lambda ms: any(json.loads(m.payload)["uptime_s"] < 600 for m in ms
+                                if m.payload), 20, "fresh stats")
+    late = mqtt_subscriber(mosquitto, stats, persistent=False)
+    fresh = json.loads(late.wait_topic(stats, 10).payload)
+    assert fresh["uptime_s"] < 600 and fresh["spool_depth"] == 0
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0, p.text()[-3000:]
 
 
 def test_events_spooled_while_broker_is_down_survive_sigkill(

@@ -170,6 +170,9 @@ class TlsConfig(Strict):
 class DiscoveryConfig(Strict):
     enabled: bool = True
     prefix: Identifier = "homeassistant"
+    # device: one config per device (HA >= 2024.11); entity: one per entity (older HA);
+    # auto: device for a new install, else the form it published before
+    form: Literal["auto", "device", "entity"] = "auto"
 
 
 class SpoolConfig(Strict):

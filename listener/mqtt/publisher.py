@@ -46,7 +46,13 @@ from listener.config.schema import MqttConfig, TriggerConfig
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event
 from listener.mqtt.client import MqttClient
-from listener.mqtt.discovery import discovery_configs, encode, load_published, save_published
+from listener.mqtt.discovery import DeviceInfo
+from listener.mqtt.discovery_memory import (
+    Published,
+    load_published,
+    next_discovery,
+    save_published,
+)
 from listener.mqtt.holdback import Holdback
 from listener.mqtt.outbox import Outbox
 from listener.mqtt.spool import Spool
@@ -86,9 +92,12 @@ class MqttPublisher:
 
     def __init__(self, config: MqttConfig, triggers: Sequence[TriggerConfig], model_id: str,
                  spool_path: Path, discovery_path: Path,
-                 on_command: OnCommand | None = None) -> None:
+                 on_command: OnCommand | None = None,
+                 configuration_url: str | None = None) -> None:
         self.config = config
         self.model_id = model_id
+        # configuration_url: the device's web page in Home Assistant, when listener serves one
+        self.device_info = DeviceInfo(model_id, configuration_url)
         self.discovery_path = Path(discovery_path)
         self._on_command = on_command
         self._base = base_topic(config)
@@ -101,8 +110,7 @@ class MqttPublisher:
         self._inflight: dict[int, int] = {}  # mid -> spool seq
         self._unremoved: list[int] = []  # acknowledged, not yet deleted (the disk refused)
         self._submitted_upto = 0
-        self._published_topics: set[str] = set()
-        self._published_triggers: set[str] = set()
+        self._published: Published | None = None  # discovery of this run (worker only)
         self._ha_online_logged: float | None = None  # paho's thread only
         self._ha_online_repeats = 0
 
@@ -328,31 +336,30 @@ class MqttPublisher:
             published[name] = on
 
     def _publish_discovery(self, triggers: list[TriggerConfig]) -> None:
-        """Discovery for ``triggers``; entities and retained state of triggers published
-        before (this run or, per the memory file, an earlier one) are cleared."""
-        configs = discovery_configs(self.config, triggers, self.model_id)
-        names = {t.name for t in triggers}
-        earlier = load_published(self.discovery_path)
-        for name in sorted((earlier.triggers | self._published_triggers) - names):
+        """Discovery for ``triggers`` (listener/mqtt/discovery_memory.py says in which
+        order and why); entities and retained state of triggers published before (this
+        run or, per the memory file, an earlier one) are cleared."""
+        before = self._published or load_published(self.discovery_path)
+        messages, now = next_discovery(self.config, triggers, self.device_info, before)
+        for name in sorted(before.triggers - now.triggers):
             self._clear_trigger(name)
-        stale = (earlier.topics | self._published_topics) - configs.keys()
-        for topic in sorted(stale):
-            self._publish(topic, b"", qos=1, retain=True)
-        if stale:
-            log.info("removed Home Assistant entities", count=len(stale))
-        for topic, payload in configs.items():
-            self._publish(topic, encode(payload), qos=1, retain=True)
-        self._published_topics = set(configs)
-        self._published_triggers = names
+        for msg in messages:
+            self._publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+        removed = before.topics - now.topics
+        if removed:
+            log.info("removed Home Assistant discovery configs", count=len(removed),
+                     form=now.form)
+        self._published = now
         try:
-            save_published(self.discovery_path, configs, names)
+            save_published(self.discovery_path, now)
         except OSError as exc:
             log.warning(
                 "cannot remember the published discovery topics; entities of triggers "
                 "removed while the listener is down may linger in Home Assistant",
                 path=str(self.discovery_path), error=str(exc),
             )
-        log.debug("published Home Assistant discovery", entities=len(configs))
+        log.debug("published Home Assistant discovery", configs=len(now.topics),
+                  form=now.form)
 
     def _clear_trigger(self, name: str) -> None:
         """Empty retained state and enabled of a trigger that is gone."""

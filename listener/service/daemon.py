@@ -141,6 +141,10 @@ class Daemon:
         if self.mqtt is not None:
             self.mqtt.start()
         self.pipeline.open()
+        if self.mqtt is not None:
+            # fresh figures replace the previous run's retained stats as soon as the
+            # broker answers, instead of after the first stats interval
+            self.mqtt.publish_stats(self.stats())
         _release_startup_memory()
 
     def _state_dir(self) -> StateDir:

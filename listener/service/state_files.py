@@ -6,8 +6,9 @@ in it is decided here, and every other module receives these paths:
 
 - ``spool.sqlite3``: events not yet acknowledged by the broker (listener/mqtt/spool.py)
 - ``switches.json``: runtime on/off choices made over MQTT (listener/service/switches.py)
-- ``mqtt_discovery.json``: the Home Assistant config topics and trigger names published
-  last time (what a restart must remove)
+- ``mqtt_discovery.json``: the Home Assistant discovery published last time: config
+  topics, trigger names, form, and whether unique_ids are the unprefixed ones of an
+  install older than the ``listener_`` prefix (listener/mqtt/discovery_memory.py)
 - ``open_events.json``: starts not ended yet, ended at the next start-up after a crash
   (listener/service/open_events.py)
 - ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
