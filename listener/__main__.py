@@ -32,6 +32,7 @@ COMMANDS = (
     "embed",
     "model",
     "bench",
+    "demo",
 )
 
 

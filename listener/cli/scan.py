@@ -49,10 +49,11 @@ def _clock(t: float) -> str:
 class ScanSink:
     """Writes what the pipeline reports to ``out`` as JSON lines or a timeline."""
 
-    def __init__(self, out: TextIO, jsonl: bool, scores: bool) -> None:
+    def __init__(self, out: TextIO, jsonl: bool, scores: bool, flush: bool = False) -> None:
         self.out = out
         self.jsonl = jsonl
         self.scores = scores
+        self.flush = flush  # each line as it is decided (`listener demo`), not buffered
         self.events: list[Event] = []
 
     def on_result(self, result: DetectorResult) -> None:
@@ -74,7 +75,7 @@ class ScanSink:
     def _event(self, event: Event) -> None:
         self.events.append(event)
         if self.jsonl:
-            print(event.to_json(), file=self.out)
+            print(event.to_json(), file=self.out, flush=self.flush)
             return
         if event.type == "start":
             text = (f"{_clock(event.window_end)}  START  {event.trigger:<20} "
@@ -84,7 +85,7 @@ class ScanSink:
                     f"peak {event.peak_score:.3f}  duration {event.duration or 0:.1f} s")
             if event.clip:
                 text += f"  clip {event.clip}"
-        print(text, file=self.out)
+        print(text, file=self.out, flush=self.flush)
 
     def close(self) -> None:
         self.out.flush()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from listener.config.problems import (
     yaml_problem,
 )
 from listener.config.schema import Config
+from listener.detect.settings import provenance
 from listener.errors import ConfigError
 
 SEARCH_PATHS = (Path("/etc/listener/config.yaml"), Path("config.yaml"))
@@ -288,11 +289,30 @@ def load_config(
     return loaded
 
 
+def _resolved_trigger(cfg: Config, trigger: Any, data: dict[str, Any]) -> CommentedMap:
+    """A trigger's dump with every setting it inherits filled in, each such value
+    commented with where it comes from (``defaults``, ``model`` or ``built-in``)."""
+    layers = cfg.settings_layers(trigger)
+    settings = asdict(cfg.trigger_settings(trigger))
+    source = provenance(*layers)
+    out = CommentedMap()
+    for key, value in data.items():
+        if key in settings:
+            out[key] = settings[key]
+            if source[key] != "trigger":
+                out.yaml_add_eol_comment(f"from {source[key]}", key)
+        else:
+            out[key] = value
+    return out
+
+
 def masked_dump(cfg: Config) -> str:
     """The resolved config as YAML with secrets masked (for ``check-config``)."""
     data = cfg.model_dump(mode="json")
     if data["mqtt"].get("password"):
         data["mqtt"]["password"] = "********"
+    data["triggers"] = [_resolved_trigger(cfg, t, d)
+                        for t, d in zip(cfg.triggers, data["triggers"], strict=True)]
     y = YAML(typ="rt")  # keeps the schema's key order (safe sorts keys)
     y.default_flow_style = False
     buf = io.StringIO()

@@ -36,8 +36,10 @@ from listener.config.types import (
     keeps_order,
     not_above,
 )
+from listener.detect.settings import CLAP_RECOMMENDED, TriggerSettings, provenance, resolve
 from listener.detect.settings import KEYS as SETTING_KEYS
-from listener.detect.settings import TriggerSettings, resolve
+from listener.errors import ConfigError
+from listener.model.modeldir import recommended_settings
 
 # --- sections ----------------------------------------------------------------------------
 
@@ -99,14 +101,16 @@ class AudioConfig(Strict):
 
 
 class TriggerDefaults(Strict):
-    """Hysteresis settings every trigger inherits unless it sets its own."""
+    """Hysteresis settings every trigger inherits unless it sets its own. Keys set here win
+    over the model's recommendations; keys left out fall back to them, then to these
+    built-in values (listener/detect/settings.py)."""
 
-    on_threshold: UnitFloat = 0.30
-    off_threshold: UnitFloat = 0.25
+    on_threshold: UnitFloat = CLAP_RECOMMENDED["on_threshold"]
+    off_threshold: UnitFloat = CLAP_RECOMMENDED["off_threshold"]
     on_windows: PositiveInt = 2
     off_seconds: NonNegFloat = 3.0
     cooldown_seconds: NonNegFloat = 10.0
-    margin: NonNegFloat = 0.05
+    margin: NonNegFloat = CLAP_RECOMMENDED["margin"]
 
     _off_le_on = keeps_order("off_threshold", "on_threshold")
 
@@ -263,16 +267,37 @@ class Config(Strict):
             own = t.own_settings()
             if "on_threshold" not in own and "off_threshold" not in own:
                 continue  # both inherited: the defaults section was checked already
-            error = not_above(self.trigger_settings(t), "off_threshold", "on_threshold",
+            own_or_config = resolve(own, self.defaults.model_dump())
+            error = not_above(own_or_config, "off_threshold", "on_threshold",
                               at=f"triggers[{i}].",
                               note=" (values this trigger does not set come from 'defaults')")
             if error is not None:
                 raise error
         return self
 
+    def settings_layers(self, trigger: TriggerConfig) -> list[tuple[str, dict[str, Any]]]:
+        """Where a trigger's settings come from, most specific first: its own keys, the keys
+        ``defaults:`` sets, the model's ``recommended`` (listener.json), built-in defaults."""
+        return [("trigger", trigger.own_settings()),
+                ("defaults", self.defaults.model_dump(exclude_unset=True)),
+                ("model", recommended_settings(self.model.dir)),
+                ("built-in", TriggerDefaults().model_dump())]
+
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
-        """The trigger's effective settings: its own keys, else ``defaults:``."""
-        return resolve(trigger.own_settings(), self.defaults.model_dump())
+        """The trigger's effective settings (:meth:`settings_layers`, merged by ``resolve``).
+        A ConfigError when the merge puts off_threshold above on_threshold (e.g. the trigger
+        sets on_threshold 0.3 and the model recommends off_threshold 0.65)."""
+        layers = self.settings_layers(trigger)
+        settings = resolve(*(values for _, values in layers))
+        if settings.off_threshold > settings.on_threshold:
+            src = provenance(*layers)
+            i = self.triggers.index(trigger) if trigger in self.triggers else 0
+            msg = (f"triggers[{i}] ({trigger.name}): off_threshold {settings.off_threshold} "
+                   f"(from {src['off_threshold']}) is above on_threshold "
+                   f"{settings.on_threshold} (from {src['on_threshold']}); set both in the "
+                   "trigger or under 'defaults'")
+            raise ConfigError(msg, [msg])
+        return settings
 
     @property
     def resolved_state_dir(self) -> Path:
