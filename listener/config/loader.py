@@ -256,6 +256,10 @@ def parse_config(
         errors = validation_problems(exc, root, where)
         raise ConfigError("\n".join(errors), errors) from None
     _resolve_paths(cfg, base or Path.cwd())
+    bands = [cfg.band_problem(i) for i in range(len(cfg.triggers))]
+    errors = [located(root, where, *b) for b in bands if b is not None]
+    if errors:  # thresholds crossed across layers (trigger vs model): needs the model dir
+        raise ConfigError("\n".join(errors), errors)
     if check_files:
         errors = _check_files(cfg, root, where, check_model)
         if errors:

@@ -112,7 +112,14 @@ class TriggerDefaults(Strict):
     cooldown_seconds: NonNegFloat = 10.0
     margin: NonNegFloat = CLAP_RECOMMENDED["margin"]
 
-    _off_le_on = keeps_order("off_threshold", "on_threshold")
+    @model_validator(mode="after")
+    def _off_le_on(self) -> TriggerDefaults:
+        """Both set here: checked here, with its line. One left out may come from the model
+        (its listener.json), so that pair is checked per trigger (:meth:`Config.band_problem`)."""
+        both = {"off_threshold", "on_threshold"} <= self.model_fields_set
+        if both and (error := not_above(self, "off_threshold", "on_threshold")) is not None:
+            raise error
+        return self
 
 
 class TriggerConfig(Strict):
@@ -260,21 +267,6 @@ class Config(Strict):
             )
         return self
 
-    @model_validator(mode="after")
-    def _bands(self) -> Config:
-        """Every trigger's effective thresholds work together (the defaults check their own)."""
-        for i, t in enumerate(self.triggers):
-            own = t.own_settings()
-            if "on_threshold" not in own and "off_threshold" not in own:
-                continue  # both inherited: the defaults section was checked already
-            own_or_config = resolve(own, self.defaults.model_dump())
-            error = not_above(own_or_config, "off_threshold", "on_threshold",
-                              at=f"triggers[{i}].",
-                              note=" (values this trigger does not set come from 'defaults')")
-            if error is not None:
-                raise error
-        return self
-
     def settings_layers(self, trigger: TriggerConfig) -> list[tuple[str, dict[str, Any]]]:
         """Where a trigger's settings come from, most specific first: its own keys, the keys
         ``defaults:`` sets, the model's ``recommended`` (listener.json), built-in defaults."""
@@ -283,21 +275,39 @@ class Config(Strict):
                 ("model", recommended_settings(self.model.dir)),
                 ("built-in", TriggerDefaults().model_dump())]
 
-    def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
-        """The trigger's effective settings (:meth:`settings_layers`, merged by ``resolve``).
-        A ConfigError when the merge puts off_threshold above on_threshold (e.g. the trigger
-        sets on_threshold 0.3 and the model recommends off_threshold 0.65)."""
+    def band_problem(self, i: int) -> tuple[tuple[Any, ...], str] | None:
+        """(key path, message) when trigger ``i``'s effective off_threshold is above its
+        on_threshold, wherever each comes from (e.g. the trigger sets on_threshold 0.5 and
+        the model recommends off_threshold 0.65), else None. The path is where the config
+        sets the lower key (else the upper one, else the trigger). The loader reports it
+        with its line (listener/config/loader.py)."""
+        trigger = self.triggers[i]
         layers = self.settings_layers(trigger)
         settings = resolve(*(values for _, values in layers))
-        if settings.off_threshold > settings.on_threshold:
-            src = provenance(*layers)
-            i = self.triggers.index(trigger) if trigger in self.triggers else 0
-            msg = (f"triggers[{i}] ({trigger.name}): off_threshold {settings.off_threshold} "
-                   f"(from {src['off_threshold']}) is above on_threshold "
-                   f"{settings.on_threshold} (from {src['on_threshold']}); set both in the "
-                   "trigger or under 'defaults'")
+        if settings.off_threshold <= settings.on_threshold:
+            return None
+        src = provenance(*layers)
+        loc: tuple[Any, ...] = ("triggers", i)
+        for key in ("off_threshold", "on_threshold"):
+            if src[key] in ("trigger", "defaults"):
+                loc = (*loc, key) if src[key] == "trigger" else ("defaults", key)
+                break
+        return loc, (f"off_threshold {settings.off_threshold} (from {src['off_threshold']}) "
+                     f"must not exceed on_threshold {settings.on_threshold} (from "
+                     f"{src['on_threshold']}) for trigger '{trigger.name}'; set both "
+                     "thresholds where you set one")
+
+    def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
+        """The trigger's effective settings (:meth:`settings_layers`, merged by ``resolve``);
+        a ConfigError for a :meth:`band_problem` (a config that bypassed the loader)."""
+        i = next((n for n, t in enumerate(self.triggers) if t is trigger), None)
+        problem = self.band_problem(i) if i is not None else None
+        if problem is not None:
+            from listener.config.problems import loc_text  # problems imports this module
+
+            msg = f"{loc_text(problem[0])}: {problem[1]}"
             raise ConfigError(msg, [msg])
-        return settings
+        return resolve(*(values for _, values in self.settings_layers(trigger)))
 
     @property
     def resolved_state_dir(self) -> Path:
