@@ -24,6 +24,8 @@ from listener.errors import AudioError
 from listener.files import atomic_write
 
 SAMPLE_RATE = 48000
+#: what libsndfile (through soundfile, >= 1.1) decodes, for help texts and errors
+READABLE_FORMATS = "wav, flac, ogg (vorbis, opus), mp3, aiff, caf, w64/rf64, au"
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
@@ -107,7 +109,7 @@ def _open_soundfile(p: Path) -> Any:
         raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(
-            f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
+            f"cannot decode {p} as audio ({exc}); supported: {READABLE_FORMATS}"
         ) from None
 
 

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from listener.audio.decode import READABLE_FORMATS
 from listener.cli import add_command, add_config_option
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "scan",
         help="run the detection pipeline over an audio file and print events",
-        description="Run the same pipeline as the daemon over FILE (wav/flac/ogg, any rate "
-        "and channel count) and print start/end events.",
+        description="Run the same pipeline as the daemon over FILE (any rate and channel "
+        f"count; formats: {READABLE_FORMATS}) and print start/end events.",
         func=run,
     )
     p.add_argument("file", metavar="FILE", help="audio file to scan")
