@@ -92,6 +92,32 @@ def open_audio_file(path: str | Path) -> Any:
     return f
 
 
+def parse_start_time(text: str) -> float | None:
+    """An ISO 8601 date and time (``2026-12-03T14:00:00Z``, ``2026-12-03 14:00:00+01:00``)
+    as UNIX seconds; a time without a zone is local time. None for anything else, a bare
+    date included (it does not say when the recording started)."""
+    from datetime import datetime
+
+    text = text.strip()
+    if len(text) < 16 or text[10] not in "T ":
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def recorded_start(f: Any) -> float | None:
+    """When an open soundfile's recording started, from its ``date`` tag (WAV INFO ICRD,
+    FLAC/Ogg DATE) if that holds a date and time; else None (event times are then
+    relative to the file's start)."""
+    try:
+        date = f.copy_metadata().get("date")
+    except (AttributeError, RuntimeError):
+        return None
+    return parse_start_time(date) if isinstance(date, str) else None
+
+
 def _open_soundfile(p: Path) -> Any:
     """``soundfile.SoundFile(p)`` with every way it can fail as an AudioError naming ``p``."""
     import soundfile as sf
