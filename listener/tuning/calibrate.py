@@ -51,6 +51,7 @@ class Stream:
     starts: np.ndarray  # window start (s)
     ends: np.ndarray  # window end (s)
     scores: np.ndarray
+    gated: int = 0  # windows below audio.min_level_dbfs: not scored (their score is 0)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Proposal:
     starts_proposed: int  # false starts the proposal makes on this audio
     rate_bound_per_day: float  # 95% upper bound on the proposal's daily rate from this audio
     caveat: str | None
+    gated_windows: int = 0  # of distribution.windows, below audio.min_level_dbfs (unscored)
 
 
 def simulate(stream: Stream, settings: TriggerSettings) -> tuple[int, int]:
@@ -230,6 +232,7 @@ def propose(
     rate_per_day: float = 1.0,
     margin: float = 0.02,
     max_on_windows: int = 3,
+    min_level_dbfs: float | None = None,
 ) -> Proposal:
     """Propose on/off thresholds and on_windows for one trigger from background streams.
 
@@ -248,6 +251,11 @@ def propose(
     starts_current = total_starts(streams, current)
     if dist.windows == 0:
         raise UserError(f"no background windows were scored for trigger '{trigger}'")
+    gated = min(sum(st.gated for st in streams), dist.windows)
+    gate = f"audio.min_level_dbfs ({min_level_dbfs:g} dBFS)" if min_level_dbfs is not None \
+        else "audio.min_level_dbfs"
+    if gated == dist.windows:
+        return _all_gated(trigger, current, dist, budget, starts_current, gate)
 
     on, k = _cheapest_fit(streams, current, gap, budget.allowed, hop_seconds, dist,
                           max_on_windows)
@@ -258,6 +266,9 @@ def propose(
         notes.append(short)
     on, k, kept = _never_lower(on, k, current)
     notes.append(kept)
+    if gated:
+        notes.append(f"{gated} of {dist.windows} windows were below {gate} and not scored "
+                     "(counted as score 0).")
     if on > 1.0:
         on = 1.0
         notes.append(
@@ -277,17 +288,36 @@ def propose(
         starts_proposed=starts_proposed,
         rate_bound_per_day=rate_bound(starts_proposed, budget.observed_seconds),
         caveat=" ".join(n for n in notes if n) or None,
+        gated_windows=gated,
+    )
+
+
+def _all_gated(trigger: str, current: TriggerSettings, dist: Distribution, budget: Budget,
+               starts_current: int, gate: str) -> Proposal:
+    """Every window was below the level gate: nothing was scored, so the audio says nothing
+    about thresholds; the current settings are kept and the caveat says why."""
+    return Proposal(
+        trigger=trigger, current=current, proposed=current, distribution=dist,
+        observed_seconds=budget.observed_seconds, budget_starts=budget.starts,
+        allowed_starts=budget.allowed, starts_current=starts_current,
+        starts_proposed=starts_current,
+        rate_bound_per_day=rate_bound(starts_current, budget.observed_seconds),
+        caveat=(f"all windows were below {gate}, so none was scored and this audio says "
+                "nothing about the thresholds (the current ones are kept): record ordinary "
+                "background at its usual level, or lower min_level_dbfs"),
+        gated_windows=dist.windows,
     )
 
 
 # --- collecting background scores through the real pipeline -------------------------------
 
 
-def streams_from_recording(rec, names: Sequence[str]) -> dict[str, Stream]:
-    """Per-trigger Streams from one Recording (one continuous source)."""
+def streams_from_recording(rec, names: Sequence[str], gated: int = 0) -> dict[str, Stream]:
+    """Per-trigger Streams from one Recording (one continuous source); ``gated``: how many
+    of its windows were below the level gate."""
     starts = np.array([ln.window_start for ln in rec.lines], dtype=np.float64)
     ends = np.array([ln.window_end for ln in rec.lines], dtype=np.float64)
-    return {n: Stream(starts, ends, rec.scores(n)) for n in names}
+    return {n: Stream(starts, ends, rec.scores(n), gated) for n in names}
 
 
 def _background_sources(cfg, files: Sequence[str | Path], seconds: float | None) -> list:
@@ -356,7 +386,8 @@ def collect(
             pipe.run(stop)
         except KeyboardInterrupt:  # Ctrl-C ends a live recording early: keep what we have
             stop.set()
-        for n, st in streams_from_recording(rec.recording(), names).items():
+        gated = int(pipe.stats()["gated_windows"])
+        for n, st in streams_from_recording(rec.recording(), names, gated).items():
             if len(st.scores):
                 out[n].append(st)
     return out
@@ -377,6 +408,7 @@ def calibrate(
             config.audio.hop_seconds,
             rate_per_day=rate_per_day,
             margin=margin,
+            min_level_dbfs=config.audio.min_level_dbfs,
         )
         for t in config.triggers
     ]
