@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,20 @@ def test_run_takes_source_like_top(tmp_path: Path) -> None:
     bad = run_cli("run", "-c", config, "--source", "radio")
     assert bad.returncode == 2 and "--source 'radio': must be 'mic', 'stdin' or 'file:PATH'" \
         in bad.stderr
+
+
+def test_bench_text_parts_add_up_and_are_labelled() -> None:
+    r = run_cli("bench", "--model", DEMO_DIR / "model", "--runs", "3", "--threads", "1",
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"per window \(mean of 3\) log-mel of a 1-s hop ([\d.]+) ms \+ audio tower "
+                  r"([\d.]+) ms = ([\d.]+) ms", r.stdout)
+    assert m, r.stdout
+    features, tower, total = map(float, m.groups())
+    assert abs(features + tower - total) < 0.006, r.stdout
+    assert "whole window: median" in r.stdout and "p90" in r.stdout
+    j = run_cli("bench", "--model", DEMO_DIR / "model", "--runs", "3", "--threads", "1",
+                "--json", timeout=120)
+    data = json.loads(j.stdout)
+    assert abs(data["features_hop_mean_ms"] + data["tower_mean_ms"]
+               - data["window_mean_ms"]) < 1e-6
