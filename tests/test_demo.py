@@ -64,3 +64,14 @@ def test_demo_publishes_to_the_configured_broker(tmp_path: Path, mosquitto,
         return found if found == HEARD else None
 
     assert sub.wait_for(starts, timeout=30, what="a start event per demo trigger") == HEARD
+    assert f"listener-{DEMO_DEVICE}" in mosquitto.log_text()  # its own client id
+
+
+def test_demo_stays_off_the_broker_when_the_config_switches_mqtt_off(tmp_path: Path,
+                                                                      mosquitto) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"mqtt:\n  enabled: false\n  host: 127.0.0.1\n  port: {mosquitto.port}\n")
+    r = run_cli("demo", "--fast", "-c", config, cwd=tmp_path, env=OFFLINE, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "MQTT is off in your config; events are printed only" in r.stdout
+    assert f"listener-{DEMO_DEVICE}" not in mosquitto.log_text()  # its client id

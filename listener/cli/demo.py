@@ -88,13 +88,17 @@ def demo_config(state: Path, fast: bool, mqtt: object | None):  # -> LoadedConfi
 
 
 def _mqtt_plan(args: argparse.Namespace):  # -> MqttConfig | None
+    """The user's broker settings if MQTT is on there and a broker answers, else None.
+    The demo publishes as its own device and client id (``listener_demo``), so neither
+    the user's entities nor the running daemon's broker session are touched."""
     from listener.config.schema import MqttConfig
 
     if args.no_mqtt:
         return None
     mqtt = _user_mqtt(args.config) or MqttConfig()
-    if not mqtt.enabled and args.config is None:
-        mqtt = MqttConfig()
+    if not mqtt.enabled:
+        print("demo: MQTT is off in your config; events are printed only")
+        return None
     where = f"{mqtt.host}:{mqtt.port}"
     if broker_answers(mqtt.host, mqtt.port):
         print(f"demo: publishing to the MQTT broker at {where} as device {DEMO_DEVICE}")
@@ -123,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
         code = daemon.run()
     starts = sum(1 for e in printer.events if e.type == "start")
     print(f"demo: {starts} event(s) heard. Next: `listener model pull` (needs internet), "
-          "then `listener run --config config.example.yaml`")
+          "then `listener run -c FILE` (config.example.yaml documents every key)")
     return code
