@@ -153,7 +153,7 @@ def test_info_and_verify_with_a_relative_model_dir(tiny_model_dir, tmp_path):
 
 def test_embed_text(tiny_model_dir):
     texts = ["a dog barking", "rain on a window"]
-    res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--json")
+    res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--jsonl")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [o["input"] for o in lines] == texts
