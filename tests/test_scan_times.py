@@ -90,3 +90,17 @@ def test_a_file_without_samples_is_exit_2(tmp_path: Path) -> None:
     sf.write(empty, np.zeros(0, np.float32), 48000)
     assert_clean_error(run_cli("scan", empty, "-c", CONFIG), f"{empty.name} has no audio "
                        "samples", alone=True)
+
+
+def test_score_lines_and_events_share_one_time_order() -> None:
+    (start_a, end_a) = make_pair("a", 0.0)
+    out = io.StringIO()
+    sink = ScanSink(out, jsonl=True, scores=True, hold_seconds=4.0)
+    for end, events in ((10.0, (start_a,)), (11.0, ()), (12.0, ()), (13.0, ()),
+                        (16.0, (end_a,))):
+        sink.on_result(DetectorResult(_window(end), (), events))
+    sink.close()
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    times = [x["window_end"] for x in lines]
+    assert times == sorted(times), lines
+    assert [x["type"] for x in lines if x["window_end"] == 13.0] == ["scores", "end"]

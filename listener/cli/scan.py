@@ -18,6 +18,7 @@ import heapq
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -68,9 +69,10 @@ def _clock(t: float) -> str:
 class ScanSink:
     """Writes what the pipeline reports to ``out`` as JSON lines or a timeline.
 
-    Events are printed in the order of their time (``window_end``): an end is decided
-    up to ``hold_seconds`` after its time, so each event waits until the stream has
-    passed its time by that much (all remaining ones at :meth:`close`).
+    Lines are printed in the order of their time (``window_end``): an end is decided
+    up to ``hold_seconds`` after its time, so each line (an event, or a window's scores
+    with ``scores``) waits until the stream has passed its time by that much (all
+    remaining ones at :meth:`close`); lines of one time keep their arrival order.
     """
 
     def __init__(self, out: TextIO, jsonl: bool, scores: bool, flush: bool = False,
@@ -81,20 +83,26 @@ class ScanSink:
         self.flush = flush  # each line as it is released (`listener demo`), not buffered
         self.hold_seconds = hold_seconds
         self.events: list[Event] = []
-        self._held: list[tuple[float, int, Event]] = []
+        self._held: list[tuple[float, int, Callable[[], None]]] = []
+        self._arrived = 0
+
+    def _hold(self, t: float, show: Callable[[], None]) -> None:
+        self._arrived += 1
+        heapq.heappush(self._held, (t, self._arrived, show))
 
     def on_result(self, result: DetectorResult) -> None:
         if self.scores and result.window is not None:
-            self._scores(result.score_line(), result.active)
+            line, active = result.score_line(), dict(result.active)
+            self._hold(line.window_end, lambda: self._scores(line, active))
         for event in result.events:
-            heapq.heappush(self._held, (event.window_end, len(self.events), event))
+            self._hold(event.window_end, lambda e=event: self._event(e))
             self.events.append(event)
         if result.window is not None:
             self._release(result.window.end - self.hold_seconds)
 
     def _release(self, until: float) -> None:
         while self._held and self._held[0][0] <= until:
-            self._event(heapq.heappop(self._held)[2])
+            heapq.heappop(self._held)[2]()
 
     def _scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
         if self.jsonl:
