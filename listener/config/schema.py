@@ -281,33 +281,20 @@ class Config(Strict):
         the model recommends off_threshold 0.65), else None. The path is where the config
         sets the lower key (else the upper one, else the trigger). The loader reports it
         with its line (listener/config/loader.py)."""
-        trigger = self.triggers[i]
-        layers = self.settings_layers(trigger)
-        settings = resolve(*(values for _, values in layers))
-        if settings.off_threshold <= settings.on_threshold:
-            return None
-        src = provenance(*layers)
-        loc: tuple[Any, ...] = ("triggers", i)
-        for key in ("off_threshold", "on_threshold"):
-            if src[key] in ("trigger", "defaults"):
-                loc = (*loc, key) if src[key] == "trigger" else ("defaults", key)
-                break
-        return loc, (f"off_threshold {settings.off_threshold} (from {src['off_threshold']}) "
-                     f"must not exceed on_threshold {settings.on_threshold} (from "
-                     f"{src['on_threshold']}) for trigger '{trigger.name}'; set both "
-                     "thresholds where you set one")
+        return _band_problem(i, self.triggers[i], self.settings_layers(self.triggers[i]))
 
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
         """The trigger's effective settings (:meth:`settings_layers`, merged by ``resolve``);
         a ConfigError for a :meth:`band_problem` (a config that bypassed the loader)."""
-        i = next((n for n, t in enumerate(self.triggers) if t is trigger), None)
-        problem = self.band_problem(i) if i is not None else None
+        layers = self.settings_layers(trigger)
+        i = next((n for n, t in enumerate(self.triggers) if t is trigger), 0)
+        problem = _band_problem(i, trigger, layers)
         if problem is not None:
             from listener.config.problems import loc_text  # problems imports this module
 
             msg = f"{loc_text(problem[0])}: {problem[1]}"
             raise ConfigError(msg, [msg])
-        return resolve(*(values for _, values in self.settings_layers(trigger)))
+        return resolve(*(values for _, values in layers))
 
     @property
     def resolved_state_dir(self) -> Path:
@@ -321,3 +308,19 @@ class Config(Strict):
         return Path(base) / "listener"
 
 
+def _band_problem(i: int, trigger: TriggerConfig, layers: list[tuple[str, dict[str, Any]]]
+                  ) -> tuple[tuple[Any, ...], str] | None:
+    """:meth:`Config.band_problem` for trigger ``i`` and its settings layers."""
+    settings = resolve(*(values for _, values in layers))
+    if settings.off_threshold <= settings.on_threshold:
+        return None
+    src = provenance(*layers)
+    loc: tuple[Any, ...] = ("triggers", i)
+    for key in ("off_threshold", "on_threshold"):
+        if src[key] in ("trigger", "defaults"):
+            loc = (*loc, key) if src[key] == "trigger" else ("defaults", key)
+            break
+    return loc, (f"off_threshold {settings.off_threshold} (from {src['off_threshold']}) "
+                 f"must not exceed on_threshold {settings.on_threshold} (from "
+                 f"{src['on_threshold']}) for trigger '{trigger.name}'; set both "
+                 "thresholds where you set one")
