@@ -1,6 +1,6 @@
 """`listener demo`: the real daemon on a shipped model and sample, no internet, no microphone.
 
-Why: a new user's first run should show listener working, also on a machine that cannot
+A first run that shows listener working, also on a machine that cannot
 pull a model or has no microphone. The demo runs the same Daemon as `listener run`
 (model stack, detector, sinks, MQTT with its spool) on what ships inside the package,
 ``listener/assets/demo/``: the small test model (tests/assets/hearing_model, int8
