@@ -75,3 +75,12 @@ def test_demo_stays_off_the_broker_when_the_config_switches_mqtt_off(tmp_path: P
     assert r.returncode == 0, r.stderr
     assert "MQTT is off in your config; events are printed only" in r.stdout
     assert f"listener-{DEMO_DEVICE}" not in mosquitto.log_text()  # its client id
+
+
+def test_demo_model_is_the_committed_test_model() -> None:
+    """One model: the demo ships a copy of tests/assets/hearing_model's int8 half; after a
+    rebuild of that model, `python script/make-demo` copies it again."""
+    committed = Path(__file__).resolve().parent / "assets" / "hearing_model"
+    for rel in ("config.json", "preprocessor_config.json", "tokenizer.json",
+                "onnx/audio_model_quantized.onnx", "onnx/text_model_quantized.onnx"):
+        assert (DEMO_DIR / "model" / rel).read_bytes() == (committed / rel).read_bytes(), rel
