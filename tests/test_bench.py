@@ -84,7 +84,7 @@ def test_bench_text_output_and_fp32(tiny_model_dir: Path,
     out = capsys.readouterr().out
     assert "audio_model.onnx" in out and "CPUExecutionProvider" in out
     assert "shortest sustainable hop" in out and "peak RSS" in out
-    assert "for a 0.5-s hop" in out
+    assert "log-mel of a 0.5-s hop" in out
 
 
 def test_bench_bad_model_path_is_a_clear_error(tmp_path: Path) -> None:

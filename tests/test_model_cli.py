@@ -22,7 +22,7 @@ import pytest
 
 from listener.audio.decode import write_wav
 from listener.export.pull import DEFAULT_FILES
-from listener.model.modeldir import ModelDir
+from listener.model.modeldir import ModelDir, recommended_settings
 from listener.model.text_tower import TextTower
 from tests.helpers import assert_clean_error, assert_no_traceback, copy_dir, free_port, run_cli
 
@@ -153,7 +153,7 @@ def test_info_and_verify_with_a_relative_model_dir(tiny_model_dir, tmp_path):
 
 def test_embed_text(tiny_model_dir):
     texts = ["a dog barking", "rain on a window"]
-    res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--json")
+    res = run_cli("embed", "--model", tiny_model_dir, "--text", *texts, "--jsonl")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [o["input"] for o in lines] == texts
@@ -316,6 +316,9 @@ def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, 
     assert m["source_checkpoint"] == "Xenova/clap-htsat-unfused" and m["commit"] == "a" * 40
     assert m["hub_files"]["onnx/audio_model_quantized.onnx"]["sha256_checked"] is True
     assert sorted(model.verify_hashes()) == sorted(DEFAULT_FILES)
+    # a pulled CLAP gets the thresholds documented for CLAP, which a config may override
+    assert recommended_settings(dest) == {"on_threshold": 0.30, "off_threshold": 0.25,
+                                          "margin": 0.05}
     res = run_cli("embed", "--model", dest, "--audio", wav)
     assert res.returncode == 0, res.stderr
 

@@ -322,7 +322,7 @@ def test_calibrate_end_to_end_then_rescan_stays_within_budget(
     code = main(["calibrate", "--config", str(cfg), "--from", *map(str, files), "--write"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "caveat (smoke_alarm): only 80 s of background" in out
+    assert "caveat (smoke_alarm, knock): only 80 s of background" in out  # one for both
     table = {m[0]: (float(m[1]), float(m[2])) for m in re.findall(
         r"^(smoke_alarm|knock) +[-\d.]+ +[-\d.]+ +[-\d.]+ +([-\d.]+) \|.*\| +([\d.]+)/",
         out, re.M)}

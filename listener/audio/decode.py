@@ -24,6 +24,8 @@ from listener.errors import AudioError
 from listener.files import atomic_write
 
 SAMPLE_RATE = 48000
+#: what libsndfile (through soundfile, >= 1.1) decodes, for help texts and errors
+READABLE_FORMATS = "wav, flac, ogg (vorbis, opus), mp3, aiff, caf, w64/rf64, au"
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
@@ -90,6 +92,32 @@ def open_audio_file(path: str | Path) -> Any:
     return f
 
 
+def parse_start_time(text: str) -> float | None:
+    """An ISO 8601 date and time (``2026-12-03T14:00:00Z``, ``2026-12-03 14:00:00+01:00``)
+    as UNIX seconds; a time without a zone is local time. None for anything else, a bare
+    date included (it does not say when the recording started)."""
+    from datetime import datetime
+
+    text = text.strip()
+    if len(text) < 16 or text[10] not in "T ":
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def recorded_start(f: Any) -> float | None:
+    """When an open soundfile's recording started, from its ``date`` tag (WAV INFO ICRD,
+    FLAC/Ogg DATE) if that holds a date and time; else None (event times are then
+    relative to the file's start)."""
+    try:
+        date = f.copy_metadata().get("date")
+    except (AttributeError, RuntimeError):
+        return None
+    return parse_start_time(date) if isinstance(date, str) else None
+
+
 def _open_soundfile(p: Path) -> Any:
     """``soundfile.SoundFile(p)`` with every way it can fail as an AudioError naming ``p``."""
     import soundfile as sf
@@ -107,7 +135,7 @@ def _open_soundfile(p: Path) -> Any:
         raise AudioError(f"audio file {p} is not readable (check its permissions)") from None
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(
-            f"cannot decode {p} as audio ({exc}); supported: wav, flac, ogg/vorbis, opus"
+            f"cannot decode {p} as audio ({exc}); supported: {READABLE_FORMATS}"
         ) from None
 
 

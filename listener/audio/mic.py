@@ -109,7 +109,7 @@ def import_sounddevice() -> Any:
     except (ImportError, OSError) as exc:
         raise AudioError(
             f"the microphone needs PortAudio ({exc}): install it (apt install libportaudio2) "
-            "or use a file/stdin source"
+            "or use a file/stdin source (`listener demo` runs without a microphone)"
         ) from None
     return sd
 
@@ -128,7 +128,8 @@ def resolve_device(sd: Any, device: str | int | None) -> tuple[int | None, dict[
     if not devices:
         raise AudioError(
             "PortAudio finds no input device (no microphone connected, or no permission: "
-            "add the user to the 'audio' group); use a file or stdin source instead"
+            "add the user to the 'audio' group); use a file or stdin source instead, or "
+            "run `listener demo` to see listener work without a microphone"
         )
     names = ", ".join(f"{i}: {d['name']}" for i, d in devices)
     if device is None or device == "":

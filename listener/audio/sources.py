@@ -29,6 +29,7 @@ from listener.audio.decode import (
     SAMPLE_RATE,
     audio_warning,
     open_audio_file,
+    recorded_start,
     sanitize,
     to_mono,
 )
@@ -70,6 +71,9 @@ class Source:
 
     realtime = False
     description = "source"
+    #: UNIX time of the first sample when the source knows it (a file's recorded start,
+    #: or `scan --start-time`); None: event times of a batch count from when it was opened
+    start_time: float | None = None
 
     def __init__(self) -> None:
         self.overflows = 0
@@ -154,6 +158,8 @@ class FileSource(Source):
         if self._sf is not None:
             return
         self._sf = open_audio_file(self.path)
+        if self.start_time is None:
+            self.start_time = recorded_start(self._sf)
         self.rate = int(self._sf.samplerate)
         self.channels = int(self._sf.channels)
         self._conv = Converter(self.rate)

@@ -1,7 +1,10 @@
 """One module per sub-command; each exposes ``register(subparsers)``.
 
-The helpers here keep the commands alike: every command is added the same way, and
-every command that reads the config takes ``--config/-c`` with the same search order.
+The helpers here keep the commands alike (one grammar): every command is added the same
+way, with a description, and remembers its parser (an unknown argument is reported with
+that command's usage, listener/__main__.py); every command that reads the config takes
+``-c/--config FILE`` with the same search order; a live source is overridden with
+``--source``; one JSON document is ``--json``, JSON lines ``--jsonl``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str,
     """A sub-command parser: ``help`` is its line in `listener --help`, ``description``
     (default: the same) heads its own ``--help``; ``func`` runs it."""
     p = sub.add_parser(name, help=help, description=description or help)
+    p.set_defaults(parser=p)
     if func is not None:
         p.set_defaults(func=func)
     return p
@@ -30,4 +34,22 @@ def doc_body(doc: str | None) -> str | None:
 
 
 def add_config_option(p: argparse.ArgumentParser, what: str = "config file") -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help=f"{what} (default: {CONFIG_SEARCH})")
+    p.add_argument("-c", "--config", metavar="FILE", help=f"{what} (default: {CONFIG_SEARCH})")
+
+
+def add_source_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", metavar="SRC",
+                   help="override the config's source: mic, stdin or file:PATH")
+
+
+def source_from_arg(text: str):  # -> listener.config.schema.SourceConfig
+    """``--source`` as a SourceConfig (UserError naming the forms when it is none)."""
+    from pydantic import ValidationError
+
+    from listener.config.schema import SourceConfig, parse_source
+    from listener.errors import UserError
+
+    try:
+        return SourceConfig.model_validate(parse_source(text))
+    except (ValidationError, ValueError):
+        raise UserError(f"--source {text!r}: must be 'mic', 'stdin' or 'file:PATH'") from None

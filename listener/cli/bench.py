@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "bench",
         help="measure per-window latency, the shortest sustainable hop and memory on this device",
         description="Measure the per-window work of the daemon (log-mel of one hop + the "
-        "audio tower) on generated audio: latency, shortest hop sustainable with 50%% "
+        "audio tower) on generated audio: latency, shortest hop sustainable with 50% "
         "headroom, peak RSS, execution provider and CPU instruction set.",
         func=run,
     )

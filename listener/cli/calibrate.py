@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from listener.config.loader import load_config
     from listener.config.writeback import write_thresholds
     from listener.errors import UserError
-    from listener.tuning.calibrate import calibrate, collect
+    from listener.tuning.background import collect
+    from listener.tuning.calibrate import calibrate
     from listener.tuning.report import format_report
 
     if args.false_alarms_per_day < 0:

@@ -1,10 +1,13 @@
 """`listener check-config`: validate the config file without starting anything.
 
 Prints the resolved config (defaults filled in, relative paths made absolute,
-secrets masked) and exits 0, or prints every problem, one per line as
+secrets masked; every trigger's effective thresholds and timings, each inherited one
+commented with where it comes from: ``defaults``, the ``model``'s listener.json or
+``built-in``) and exits 0, or prints every problem, one per line as
 ``FILE:LINE key.path: what is wrong``, and exits 2. Run it after every edit,
 before ``systemctl reload listener`` (a reload with a broken file keeps the old
-config running, but this tells you why before you try).
+config running, but this tells you why before you try). A config without triggers is
+refused here as by `run` and `scan` (one rule: service/assemble.py's require_triggers).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from listener.cli import CONFIG_SEARCH, add_command, add_config_option
 from listener.config.loader import find_config, load_config, masked_dump
 from listener.errors import ConfigError
+from listener.service.assemble import require_triggers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     path = find_config(args.config)
     try:
         loaded = load_config(path)
+        require_triggers(loaded.config, path)
+        dump = masked_dump(loaded.config)  # resolves every trigger's settings (may fail)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -48,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(f"# {path}: valid. Resolved configuration (defaults filled in, secrets masked):")
-        sys.stdout.write(masked_dump(loaded.config))
+        sys.stdout.write(dump)
     return 0

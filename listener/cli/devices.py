@@ -9,7 +9,10 @@ from listener.cli import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    add_command(sub, "devices", help="list audio input devices (for source.device)", func=run)
+    add_command(sub, "devices", help="list audio input devices (for source.device)",
+                description="List the audio input devices PortAudio sees, with index, channels "
+                "and default rate; put the index or (part of) the name in source.device. Exit "
+                "1 when there is none (`listener demo` runs without a microphone).", func=run)
 
 
 def run(args: argparse.Namespace) -> int:

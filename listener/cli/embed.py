@@ -1,9 +1,11 @@
 """`listener embed`: L2-normalised CLAP embeddings of texts or audio files, as JSON lines.
 
 For scripting and debugging (compare prompts, build example banks): one JSON
-object per input, ``{"input": ..., "embedding": [...]}``. Audio longer than the
-model's window (10 s) is embedded as its newest 10 s, like the daemon does, or
-window by window with ``--all-windows`` (each object then has ``start_s``).
+object per input, ``{"input": ..., "embedding": [...]}``, as JSON lines (the default,
+``--jsonl``) or one JSON array (``--json``). Audio longer than the model's window
+(10 s) is embedded as its newest 10 s, like the daemon does, or window by window with
+``--all-windows`` (each object then has ``start_s``). The model is ``--model DIR``,
+else the config's ``model.dir``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from listener.cli import add_command
+from listener.cli import add_command, add_config_option, doc_body
 
 if TYPE_CHECKING:
     from listener.model.modeldir import ModelDir
@@ -22,9 +24,10 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "embed", help="print CLAP embeddings of texts or audio files (JSON lines)",
-                    description="Print L2-normalised CLAP embeddings, one JSON object per input.",
-                    func=run)
-    p.add_argument("--model", required=True, help="model directory")
+                    description=doc_body(__doc__), func=run)
+    p.add_argument("--model", metavar="DIR",
+                   help="model directory (default: model.dir of the config)")
+    add_config_option(p, "config whose model.dir is used when --model is absent")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", nargs="+", metavar="T", help="texts to embed")
     g.add_argument("--audio", nargs="+", metavar="FILE", help="audio files to embed")
@@ -36,15 +39,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the newest 10 s only",
     )
     p.add_argument("--threads", type=int, default=0, help="0 = physical cores")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="JSON lines (the default and only format; accepted for scripts)",
-    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON array of the objects")
+    fmt.add_argument("--jsonl", action="store_true",
+                     help="print one JSON object per line (the default)")
 
 
-def _emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
+class _Output:
+    """JSON lines as they come, or (``--json``) one array at the end."""
+
+    def __init__(self, as_array: bool) -> None:
+        self.as_array = as_array
+        self.items: list[dict] = []
+
+    def __call__(self, obj: dict) -> None:
+        if self.as_array:
+            self.items.append(obj)
+        else:
+            sys.stdout.write(json.dumps(obj) + "\n")
+
+    def close(self) -> None:
+        if self.as_array:
+            sys.stdout.write(json.dumps(self.items) + "\n")
 
 
 def _rounded(vec: Iterable[float]) -> list[float]:
@@ -55,23 +71,31 @@ def _rounded(vec: Iterable[float]) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from listener.model.modeldir import ModelDir
 
-    model = ModelDir(args.model)
+    model = ModelDir(args.model or _config_model_dir(args.config))
+    emit = _Output(args.json)
     if args.text:
-        _embed_texts(model, args)
+        _embed_texts(model, args, emit)
     else:
-        _embed_audio(model, args)
+        _embed_audio(model, args, emit)
+    emit.close()
     return 0
 
 
-def _embed_texts(model: ModelDir, args: argparse.Namespace) -> None:
+def _config_model_dir(config: str | None) -> str:
+    from listener.config.loader import load_config
+
+    return str(load_config(config, check_files=False).config.model.dir)
+
+
+def _embed_texts(model: ModelDir, args: argparse.Namespace, emit: _Output) -> None:
     from listener.model.text_tower import TextTower
 
     tower = TextTower(model, args.precision, threads=args.threads)
     for text, vec in zip(args.text, tower.embed(args.text), strict=True):
-        _emit({"input": text, "embedding": _rounded(vec)})
+        emit({"input": text, "embedding": _rounded(vec)})
 
 
-def _embed_audio(model: ModelDir, args: argparse.Namespace) -> None:
+def _embed_audio(model: ModelDir, args: argparse.Namespace, emit: _Output) -> None:
     from listener.audio.decode import load_audio
     from listener.model.audio_tower import AudioTower
     from listener.model.logmel import LogMel
@@ -89,10 +113,10 @@ def _embed_audio(model: ModelDir, args: argparse.Namespace) -> None:
                 starts.append(audio.shape[0] - n)  # the tail, as a full window ending at the end
             for s in starts:
                 vec = tower.embed(logmel(audio[s : s + n])[None])[0]
-                _emit({"input": path, "start_s": round(s / sr, 3), "embedding": _rounded(vec)})
+                emit({"input": path, "start_s": round(s / sr, 3), "embedding": _rounded(vec)})
         else:
             vec = tower.embed(logmel(audio)[None])[0]
             obj = {"input": path, "embedding": _rounded(vec)}
             if args.all_windows:
                 obj["start_s"] = round(max(0, audio.shape[0] - n) / sr, 3)
-            _emit(obj)
+            emit(obj)

@@ -8,6 +8,7 @@ prototype the trigger matches against. Record it from the microphone
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="src", metavar="FILE", help="cut the example from this file")
     p.add_argument("--start", type=float, help="start of the cut, seconds (with --from)")
     p.add_argument("--end", type=float, help="end of the cut, seconds (with --from)")
-    add_config_option(p, "config file (for source.device when recording)")
+    add_config_option(p, "config file (source.device when recording; the printed "
+                      "'examples:' path is relative to its directory)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--device", help="input device index or name (overrides the config)")
 
 
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"enroll: NAME {args.name!r} may only contain letters, digits, "
                         "'_', '-' and '.' (it becomes a file name)")
     out = Path(args.out) if args.out else Path(f"{args.name}.wav")
+    if out.exists() and not args.force:
+        raise UserError(f"enroll: {out} already exists; pass --force to replace it, or "
+                        "--out FILE to write another file")
     if args.src:
         if args.seconds is not None:
             raise UserError("enroll: use either --seconds (microphone) or --from FILE, not both")
@@ -85,6 +91,23 @@ def run(args: argparse.Namespace) -> int:
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     write_wav(out, audio)
+    where, path = _as_in_config(out, args.config)
     print(f"wrote {out} ({secs:.2f} s, level {level_dbfs(audio):.1f} dBFS); use it in a "
-          f"trigger:\n  examples: [{out}]")
+          f"trigger{where}:\n  examples: [{path}]")
     return 0
+
+
+def _as_in_config(out: Path, config: str | None) -> tuple[str, str]:
+    """How a trigger in the config names ``out``: relative to the config file's directory
+    (the loader resolves example paths against it), absolute when no config is found."""
+    from listener.config.loader import find_config
+    from listener.errors import ConfigError
+
+    try:
+        cfg = find_config(config)
+    except ConfigError:
+        return "", str(out.resolve())
+    if not cfg.is_file():
+        return "", str(out.resolve())
+    rel = os.path.relpath(out.resolve(), cfg.resolve().parent)
+    return f" of {cfg}", rel

@@ -11,6 +11,7 @@ import json
 import sys
 
 from listener.cli import add_command
+from listener.model.modeldir import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
     p.set_defaults(func=_help(p))
 
-    e = msub.add_parser("export", help="export a transformers CLAP checkpoint to ONNX (+int8)")
+    e = add_command(msub, "export", help="export a transformers CLAP checkpoint to ONNX (+int8)",
+                    description="Export a transformers CLAP checkpoint (a directory or a "
+                    "Hugging Face id) to the ONNX layout listener reads, check both towers "
+                    "against PyTorch and quantise them to int8. Needs pip install "
+                    "'listener[export]' (torch + transformers).")
     e.add_argument("--checkpoint", required=True, help="checkpoint directory or Hugging Face id")
     e.add_argument("--out", required=True, help="model directory to create")
     e.add_argument("--no-quantize", action="store_true", help="write fp32 towers only")
@@ -31,13 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
     e.set_defaults(func=run_export)
 
-    u = msub.add_parser("pull", help="download a published ONNX export (Hugging Face hub)")
+    u = add_command(msub, "pull", help="download a published ONNX export (Hugging Face hub)",
+                    description="Download a published transformers.js/optimum CLAP ONNX "
+                    "export (resumable, sha256-checked) and write its listener.json, with "
+                    "the thresholds that suit CLAP. Needs internet (HF_ENDPOINT, HF_TOKEN, "
+                    "HF_HUB_OFFLINE are honoured).")
     u.add_argument("repo_id", nargs="?", default=None, help="default Xenova/clap-htsat-unfused")
     u.add_argument("--dir", default=None, help="destination (default models/<name>)")
     u.add_argument("--revision", default="main")
     u.set_defaults(func=run_pull)
 
-    v = msub.add_parser("verify", help="int8 vs fp32: embedding cosines and prompt top-1")
+    v = add_command(msub, "verify", help="int8 vs fp32: embedding cosines and prompt top-1",
+                    description="Check the files against listener.json, then compare the "
+                    "towers at --precision with --reference on your audio (or generated "
+                    "signals): raw and centred cosine of the embeddings and top-1 agreement "
+                    "of prompt scores.")
     v.add_argument("dir", help="model directory")
     v.add_argument(
         "--audio",
@@ -46,16 +59,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="audio files (newest 10 s of each); default: generated test signals",
     )
-    v.add_argument("--precision", default="int8", help="precision under test (default int8)")
-    v.add_argument("--reference", default="fp32", help="reference precision (default fp32)")
+    v.add_argument("--precision", default="int8", choices=tuple(PRECISIONS),
+                   help="precision under test (default int8)")
+    v.add_argument("--reference", default="fp32", choices=tuple(PRECISIONS),
+                   help="reference precision (default fp32)")
     v.add_argument("--threads", type=int, default=0, help="0 = physical cores")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=run_verify)
 
-    i = msub.add_parser("info", help="what a model directory holds; --hashes checks sha256")
+    i = add_command(msub, "info", help="what a model directory holds; --hashes checks sha256",
+                    description="Describe a model directory: its files, precisions, "
+                    "embedding size, source and the thresholds it recommends (listener.json); "
+                    "--hashes compares "
+                    "every file with listener.json.")
     i.add_argument("dir", help="model directory")
     i.add_argument("--hashes", action="store_true", help="check files against listener.json")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print the description as JSON")
     i.set_defaults(func=run_info)
 
 
@@ -110,10 +129,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from listener.export.verify import model_info
-    from listener.model.modeldir import ModelDir
+    from listener.model.modeldir import ModelDir, recommended_settings
 
     model = ModelDir(args.dir)
     info = model_info(model)
+    info["recommended"] = recommended_settings(model.path) or None
     if args.hashes:
         checked = model.verify_hashes()
         info["hashes_checked"] = checked

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from listener.cli import CONFIG_SEARCH, add_command, add_config_option
+from listener.cli import CONFIG_SEARCH, add_command, add_config_option, add_source_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         func=run,
     )
     add_config_option(p)
+    add_source_option(p)
     p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
@@ -63,6 +64,8 @@ def _import_structlog_without_rich() -> None:
 def run(args: argparse.Namespace) -> int:
     _limit_malloc()
     _import_structlog_without_rich()
+    from listener.cli import source_from_arg
     from listener.service.daemon import run_daemon
 
-    return run_daemon(args.config, log_level=args.log_level)
+    source = source_from_arg(args.source) if args.source else None
+    return run_daemon(args.config, log_level=args.log_level, source=source)

@@ -1,7 +1,11 @@
 """`listener scan FILE`: the daemon's exact pipeline over a file, as fast as possible.
 
 Prints events (and with ``--scores`` every window's scores) as JSON lines with
-``--jsonl``, else a human-readable timeline. The config's triggers, model and
+``--jsonl``, else a human-readable timeline, events in time order (an end is decided
+up to off_seconds after its time, so events are held that long). The timeline shows
+offsets from the file's start; an event's ``time`` is the file's start (its ``date``
+tag with a time of day, or ``--start-time``) plus the offset, and when neither is known
+the summary says that ``time`` counts from when the scan began. The config's triggers, model and
 audio settings are used; its ``source`` is ignored (the FILE is the source).
 Exit 0 even when nothing was detected; 2 for user mistakes (missing file,
 bad config, short example).
@@ -10,12 +14,15 @@ bad config, short example).
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from listener.audio.decode import READABLE_FORMATS
 from listener.cli import add_command, add_config_option
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
@@ -25,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "scan",
         help="run the detection pipeline over an audio file and print events",
-        description="Run the same pipeline as the daemon over FILE (wav/flac/ogg, any rate "
-        "and channel count) and print start/end events.",
+        description="Run the same pipeline as the daemon over FILE (any rate and channel "
+        f"count; formats: {READABLE_FORMATS}) and print start/end events.",
         func=run,
     )
     p.add_argument("file", metavar="FILE", help="audio file to scan")
@@ -36,8 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scores", action="store_true", help="also print every window's scores")
     p.add_argument("--realtime", action="store_true",
                    help="pace the file like a microphone (default: as fast as possible)")
+    p.add_argument("--start-time", metavar="ISO8601", type=_start_time,
+                   help="when the recording started, e.g. 2026-12-03T14:00:00Z (default: "
+                   "the file's date tag if it holds a time, else times are relative)")
     p.add_argument("--plot", metavar="OUT.png", help="also draw every trigger's score timeline "
                    "to a PNG (needs: pip install 'listener[plot]')")
+
+
+def _start_time(text: str) -> float:
+    from listener.audio.decode import parse_start_time
+
+    value = parse_start_time(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date and time like 2026-12-03T14:00:00Z")
+    return value
 
 
 def _clock(t: float) -> str:
@@ -47,19 +67,42 @@ def _clock(t: float) -> str:
 
 
 class ScanSink:
-    """Writes what the pipeline reports to ``out`` as JSON lines or a timeline."""
+    """Writes what the pipeline reports to ``out`` as JSON lines or a timeline.
 
-    def __init__(self, out: TextIO, jsonl: bool, scores: bool) -> None:
+    Lines are printed in the order of their time (``window_end``): an end is decided
+    up to ``hold_seconds`` after its time, so each line (an event, or a window's scores
+    with ``scores``) waits until the stream has passed its time by that much (all
+    remaining ones at :meth:`close`); lines of one time keep their arrival order.
+    """
+
+    def __init__(self, out: TextIO, jsonl: bool, scores: bool, flush: bool = False,
+                 hold_seconds: float = 0.0) -> None:
         self.out = out
         self.jsonl = jsonl
         self.scores = scores
+        self.flush = flush  # each line as it is released (`listener demo`), not buffered
+        self.hold_seconds = hold_seconds
         self.events: list[Event] = []
+        self._held: list[tuple[float, int, Callable[[], None]]] = []
+        self._arrived = 0
+
+    def _hold(self, t: float, show: Callable[[], None]) -> None:
+        self._arrived += 1
+        heapq.heappush(self._held, (t, self._arrived, show))
 
     def on_result(self, result: DetectorResult) -> None:
         if self.scores and result.window is not None:
-            self._scores(result.score_line(), result.active)
+            line, active = result.score_line(), dict(result.active)
+            self._hold(line.window_end, lambda: self._scores(line, active))
         for event in result.events:
-            self._event(event)
+            self._hold(event.window_end, lambda e=event: self._event(e))
+            self.events.append(event)
+        if result.window is not None:
+            self._release(result.window.end - self.hold_seconds)
+
+    def _release(self, until: float) -> None:
+        while self._held and self._held[0][0] <= until:
+            heapq.heappop(self._held)[2]()
 
     def _scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
         if self.jsonl:
@@ -72,9 +115,8 @@ class ScanSink:
                   file=self.out)
 
     def _event(self, event: Event) -> None:
-        self.events.append(event)
         if self.jsonl:
-            print(event.to_json(), file=self.out)
+            print(event.to_json(), file=self.out, flush=self.flush)
             return
         if event.type == "start":
             text = (f"{_clock(event.window_end)}  START  {event.trigger:<20} "
@@ -84,19 +126,22 @@ class ScanSink:
                     f"peak {event.peak_score:.3f}  duration {event.duration or 0:.1f} s")
             if event.clip:
                 text += f"  clip {event.clip}"
-        print(text, file=self.out)
+        print(text, file=self.out, flush=self.flush)
 
     def close(self) -> None:
+        self._release(float("inf"))
         self.out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
     from listener.audio.sources import FileSource
     from listener.config.loader import load_config
-    from listener.errors import ConfigError
+    from listener.errors import AudioError, ConfigError
     from listener.service.assemble import build_pipeline, require_triggers
 
     source = FileSource(Path(args.file), realtime=bool(args.realtime))
+    if args.start_time is not None:
+        source.start_time = args.start_time
     source.open()  # a missing or undecodable file fails before the model loads
     try:
         loaded = load_config(args.config, check_model=args.model is None)
@@ -110,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         cfg.model.dir = Path(args.model)
     require_triggers(cfg, loaded.path)
-    sink = ScanSink(sys.stdout, args.jsonl, args.scores)
+    hold = max(cfg.trigger_settings(t).off_seconds for t in cfg.triggers) \
+        + 2 * cfg.audio.hop_seconds
+    sink = ScanSink(sys.stdout, args.jsonl, args.scores, hold_seconds=hold)
     plot = None
     if args.plot:
         from listener.tuning.plot import ScanPlot
@@ -125,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
     st = pipe.stats()
     starts = sum(1 for e in sink.events if e.type == "start")
     audio_s = st["audio_seconds"]
+    if audio_s <= 0:
+        raise AudioError(f"{args.file}: no audio samples could be decoded (the file holds "
+                         "none, or its data is damaged): record or export it again")
     speed = audio_s / st["uptime_s"] if st["uptime_s"] > 0 else 0.0
     summary = (
         f"{args.file}: {audio_s:.1f} s scanned, {starts} event(s), {st['windows']} windows "
@@ -135,5 +185,19 @@ def run(args: argparse.Namespace) -> int:
         summary += f", {st['bad_samples']} NaN/inf samples replaced by 0"
     if st["clipped_samples"]:
         summary += f", {st['clipped_samples']} samples outside [-1, 1] clipped"
+    note = ("times: the wall clock (--realtime paces the file like a microphone)"
+            if args.realtime else _times_note(source.start_time, args.start_time is not None))
+    print(note, file=sys.stderr if args.jsonl else sys.stdout)
     print(summary, file=sys.stderr if args.jsonl else sys.stdout)
     return 0
+
+
+def _times_note(start: float | None, given: bool) -> str:
+    """What the events' ``time`` means for this file."""
+    if start is None:
+        return ("times: relative to the start of the file (it records no start time; "
+                "--start-time sets one); an event's 'time' counts from when the scan began")
+    from listener.detect.events import utc_iso
+
+    how = "--start-time" if given else "the file's date tag"
+    return f"times: the recording started at {utc_iso(start)} ({how})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from listener.cli import add_command, add_config_option, doc_body
+from listener.cli import add_command, add_config_option, add_source_option, doc_body
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,28 +18,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     p.add_argument("--prompts", nargs="+", default=[], metavar="TEXT",
                    help='extra prompts to score live, e.g. --prompts "a dog barking" "a doorbell"')
-    p.add_argument("--source", metavar="SRC",
-                   help="override the config's source: mic, stdin or file:PATH")
+    add_source_option(p)
     p.add_argument("--width", type=int, metavar="COLS",
                    help="frame width (default: terminal width, 80 when piped)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
+    from listener.cli import source_from_arg
     from listener.config.loader import load_config
-    from listener.config.schema import SourceConfig, parse_source
     from listener.errors import UserError
     from listener.tuning.top import run_top
 
     cfg = load_config(args.config).config
     if args.source:
-        try:
-            cfg.source = SourceConfig.model_validate(parse_source(args.source))
-        except (ValidationError, ValueError):
-            raise UserError(
-                f"--source {args.source!r}: must be 'mic', 'stdin' or 'file:PATH'"
-            ) from None
+        cfg.source = source_from_arg(args.source)
     if args.width is not None and args.width < 50:
         raise UserError(f"--width must be at least 50, got {args.width}")
     return run_top(cfg, prompts=args.prompts, width=args.width)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from listener.config.problems import (
     yaml_problem,
 )
 from listener.config.schema import Config
+from listener.detect.settings import provenance
 from listener.errors import ConfigError
 
 SEARCH_PATHS = (Path("/etc/listener/config.yaml"), Path("config.yaml"))
@@ -255,6 +256,10 @@ def parse_config(
         errors = validation_problems(exc, root, where)
         raise ConfigError("\n".join(errors), errors) from None
     _resolve_paths(cfg, base or Path.cwd())
+    bands = [cfg.band_problem(i) for i in range(len(cfg.triggers))]
+    errors = [located(root, where, *b) for b in bands if b is not None]
+    if errors:  # thresholds crossed across layers (trigger vs model): needs the model dir
+        raise ConfigError("\n".join(errors), errors)
     if check_files:
         errors = _check_files(cfg, root, where, check_model)
         if errors:
@@ -288,11 +293,30 @@ def load_config(
     return loaded
 
 
+def _resolved_trigger(cfg: Config, trigger: Any, data: dict[str, Any]) -> CommentedMap:
+    """A trigger's dump with every setting it inherits filled in, each such value
+    commented with where it comes from (``defaults``, ``model`` or ``built-in``)."""
+    layers = cfg.settings_layers(trigger)
+    settings = asdict(cfg.trigger_settings(trigger))
+    source = provenance(*layers)
+    out = CommentedMap()
+    for key, value in data.items():
+        if key in settings:
+            out[key] = settings[key]
+            if source[key] != "trigger":
+                out.yaml_add_eol_comment(f"from {source[key]}", key)
+        else:
+            out[key] = value
+    return out
+
+
 def masked_dump(cfg: Config) -> str:
     """The resolved config as YAML with secrets masked (for ``check-config``)."""
     data = cfg.model_dump(mode="json")
     if data["mqtt"].get("password"):
         data["mqtt"]["password"] = "********"
+    data["triggers"] = [_resolved_trigger(cfg, t, d)
+                        for t, d in zip(cfg.triggers, data["triggers"], strict=True)]
     y = YAML(typ="rt")  # keeps the schema's key order (safe sorts keys)
     y.default_flow_style = False
     buf = io.StringIO()

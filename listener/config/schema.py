@@ -36,8 +36,10 @@ from listener.config.types import (
     keeps_order,
     not_above,
 )
+from listener.detect.settings import CLAP_RECOMMENDED, TriggerSettings, provenance, resolve
 from listener.detect.settings import KEYS as SETTING_KEYS
-from listener.detect.settings import TriggerSettings, resolve
+from listener.errors import ConfigError
+from listener.model.modeldir import recommended_settings
 
 # --- sections ----------------------------------------------------------------------------
 
@@ -99,16 +101,25 @@ class AudioConfig(Strict):
 
 
 class TriggerDefaults(Strict):
-    """Hysteresis settings every trigger inherits unless it sets its own."""
+    """Hysteresis settings every trigger inherits unless it sets its own. Keys set here win
+    over the model's recommendations; keys left out fall back to them, then to these
+    built-in values (listener/detect/settings.py)."""
 
-    on_threshold: UnitFloat = 0.30
-    off_threshold: UnitFloat = 0.25
+    on_threshold: UnitFloat = CLAP_RECOMMENDED["on_threshold"]
+    off_threshold: UnitFloat = CLAP_RECOMMENDED["off_threshold"]
     on_windows: PositiveInt = 2
     off_seconds: NonNegFloat = 3.0
     cooldown_seconds: NonNegFloat = 10.0
-    margin: NonNegFloat = 0.05
+    margin: NonNegFloat = CLAP_RECOMMENDED["margin"]
 
-    _off_le_on = keeps_order("off_threshold", "on_threshold")
+    @model_validator(mode="after")
+    def _off_le_on(self) -> TriggerDefaults:
+        """Both set here: checked here, with its line. One left out may come from the model
+        (its listener.json), so that pair is checked per trigger (:meth:`Config.band_problem`)."""
+        both = {"off_threshold", "on_threshold"} <= self.model_fields_set
+        if both and (error := not_above(self, "off_threshold", "on_threshold")) is not None:
+            raise error
+        return self
 
 
 class TriggerConfig(Strict):
@@ -259,23 +270,34 @@ class Config(Strict):
             )
         return self
 
-    @model_validator(mode="after")
-    def _bands(self) -> Config:
-        """Every trigger's effective thresholds work together (the defaults check their own)."""
-        for i, t in enumerate(self.triggers):
-            own = t.own_settings()
-            if "on_threshold" not in own and "off_threshold" not in own:
-                continue  # both inherited: the defaults section was checked already
-            error = not_above(self.trigger_settings(t), "off_threshold", "on_threshold",
-                              at=f"triggers[{i}].",
-                              note=" (values this trigger does not set come from 'defaults')")
-            if error is not None:
-                raise error
-        return self
+    def settings_layers(self, trigger: TriggerConfig) -> list[tuple[str, dict[str, Any]]]:
+        """Where a trigger's settings come from, most specific first: its own keys, the keys
+        ``defaults:`` sets, the model's ``recommended`` (listener.json), built-in defaults."""
+        return [("trigger", trigger.own_settings()),
+                ("defaults", self.defaults.model_dump(exclude_unset=True)),
+                ("model", recommended_settings(self.model.dir)),
+                ("built-in", TriggerDefaults().model_dump())]
+
+    def band_problem(self, i: int) -> tuple[tuple[Any, ...], str] | None:
+        """(key path, message) when trigger ``i``'s effective off_threshold is above its
+        on_threshold, wherever each comes from (e.g. the trigger sets on_threshold 0.5 and
+        the model recommends off_threshold 0.65), else None. The path is where the config
+        sets the lower key (else the upper one, else the trigger). The loader reports it
+        with its line (listener/config/loader.py)."""
+        return _band_problem(i, self.triggers[i], self.settings_layers(self.triggers[i]))
 
     def trigger_settings(self, trigger: TriggerConfig) -> TriggerSettings:
-        """The trigger's effective settings: its own keys, else ``defaults:``."""
-        return resolve(trigger.own_settings(), self.defaults.model_dump())
+        """The trigger's effective settings (:meth:`settings_layers`, merged by ``resolve``);
+        a ConfigError for a :meth:`band_problem` (a config that bypassed the loader)."""
+        layers = self.settings_layers(trigger)
+        i = next((n for n, t in enumerate(self.triggers) if t is trigger), 0)
+        problem = _band_problem(i, trigger, layers)
+        if problem is not None:
+            from listener.config.problems import loc_text  # problems imports this module
+
+            msg = f"{loc_text(problem[0])}: {problem[1]}"
+            raise ConfigError(msg, [msg])
+        return resolve(*(values for _, values in layers))
 
     @property
     def resolved_state_dir(self) -> Path:
@@ -289,3 +311,19 @@ class Config(Strict):
         return Path(base) / "listener"
 
 
+def _band_problem(i: int, trigger: TriggerConfig, layers: list[tuple[str, dict[str, Any]]]
+                  ) -> tuple[tuple[Any, ...], str] | None:
+    """:meth:`Config.band_problem` for trigger ``i`` and its settings layers."""
+    settings = resolve(*(values for _, values in layers))
+    if settings.off_threshold <= settings.on_threshold:
+        return None
+    src = provenance(*layers)
+    loc: tuple[Any, ...] = ("triggers", i)
+    for key in ("off_threshold", "on_threshold"):
+        if src[key] in ("trigger", "defaults"):
+            loc = (*loc, key) if src[key] == "trigger" else ("defaults", key)
+            break
+    return loc, (f"off_threshold {settings.off_threshold} (from {src['off_threshold']}) "
+                 f"must not exceed on_threshold {settings.on_threshold} (from "
+                 f"{src['on_threshold']}) for trigger '{trigger.name}'; set both "
+                 "thresholds where you set one")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from listener.detect.settings import CLAP_RECOMMENDED
 from listener.errors import ModelError
 from listener.model.modeldir import ModelDir, sha256_file, write_manifest
 
@@ -215,6 +216,8 @@ def _pull_manifest(dest: Path, repo_id: str, ep: str, revision: str, commit: str
         "exporter_version": None,
         "downloaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hub_files": record,
+        # the thresholds that suit CLAP's scores (the config's own values still win)
+        "recommended": dict(CLAP_RECOMMENDED),
     }
     view = ModelDir(dest) if (dest / "config.json").is_file() else None
     if view is not None:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from listener.detect.settings import MODEL_KEYS
 from listener.errors import ModelError
 from listener.files import atomic_write
 
@@ -328,6 +329,37 @@ def _expected(entry: Any) -> tuple[str | None, int | None]:
         size = entry.get("size")
         return entry.get("sha256"), size if isinstance(size, int) else None
     return (entry if isinstance(entry, str) else None), None
+
+
+def recommended_settings(directory: str | Path) -> dict[str, float]:
+    """The trigger settings a model directory's listener.json recommends (``recommended``:
+    any of on_threshold, off_threshold, margin), or {} when it has none (or no manifest).
+
+    Why: how high a cosine score gets depends on the model, so the thresholds that suit
+    one model do not suit another; the config's own values still win
+    (listener/detect/settings.py). A malformed entry is a ModelError naming the file.
+    """
+    path = Path(directory).expanduser() / MANIFEST
+    if not path.is_file():
+        return {}
+    raw = _read_json(path).get("recommended")
+    if raw is None:
+        return {}
+    out: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            ok = (key in MODEL_KEYS and isinstance(value, (int, float))
+                  and not isinstance(value, bool) and 0.0 <= value <= 1.0)
+            if not ok:
+                break
+            out[key] = float(value)
+        else:
+            if out.get("off_threshold", 0.0) <= out.get("on_threshold", 1.0):
+                return out
+    raise ModelError(
+        f"{path}: 'recommended' must map {', '.join(MODEL_KEYS)} to numbers between 0 and 1 "
+        f"with off_threshold <= on_threshold, got {raw!r}; fix or remove it"
+    )
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:

@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from listener.config.loader import LoadedConfig, load_config
+from listener.config.schema import SourceConfig
 from listener.detect.events import Event
 from listener.errors import UserError
 from listener.logs import get_logger, setup_logging
@@ -77,10 +78,12 @@ def _release_startup_memory() -> None:
 class Daemon:
     """One run of the service; :meth:`run` returns the exit code."""
 
-    def __init__(self, loaded: LoadedConfig, log_level: str | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, log_level: str | None = None,
+                 source: SourceConfig | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.log_level = log_level
+        self.source_override = source  # `run --source`: kept when the config is reloaded
         self.stop = threading.Event()
         self.hup = threading.Event()
         self.notifier = Notifier()
@@ -206,6 +209,8 @@ class Daemon:
             new = read_config(self.loaded.path)
             if new is None or self.pipeline is None or self.switches is None:
                 return
+            if self.source_override is not None:
+                new.config.source = self.source_override
             if not reload_running(self.pipeline, self.switches, self.stack, self.config,
                                   new.config):
                 return
@@ -300,9 +305,13 @@ class Daemon:
         return 0
 
 
-def run_daemon(config_path: str | None, log_level: str | None = None) -> int:
-    """Entry point of `listener run`: user mistakes raise UserError (exit 2)."""
+def run_daemon(config_path: str | None, log_level: str | None = None,
+               source: SourceConfig | None = None) -> int:
+    """Entry point of `listener run`: user mistakes raise UserError (exit 2). ``source``
+    (`run --source`) replaces the config's source, also across reloads."""
     loaded = load_config(config_path)
+    if source is not None:
+        loaded.config.source = source
     setup_logging(log_level or loaded.config.logging.level, loaded.config.logging.format)
     require_triggers(loaded.config, loaded.path)
-    return Daemon(loaded, log_level=log_level).run()
+    return Daemon(loaded, log_level=log_level, source=source).run()

@@ -116,7 +116,8 @@ class Pipeline:
     def open(self) -> None:
         """Open the source (mic/file/stdin); AudioError/UserError when it cannot be."""
         self.source.open()
-        self._t0 = time.time()
+        known = None if self.source.realtime else self.source.start_time
+        self._t0 = time.time() if known is None else known  # a recording: its own clock
         self._anchor = (0, self._t0)
         self._started = time.monotonic()
 

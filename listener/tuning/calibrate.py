@@ -19,7 +19,8 @@ about the daily rate. Then the proposal sits a margin above the loudest
 background score and the report says how much audio a real statement needs
 (rule of three: 0 events in T bounds the rate below 3/T with 95% confidence).
 
-The budget and rate arithmetic is :mod:`listener.tuning.budget`, the printed report
+The budget and rate arithmetic is :mod:`listener.tuning.budget`, the background's
+scores come from :mod:`listener.tuning.background`, the printed report
 :mod:`listener.tuning.report`; ``--write`` puts the proposal into the config file
 through :mod:`listener.config.writeback`.
 """
@@ -29,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class Stream:
     starts: np.ndarray  # window start (s)
     ends: np.ndarray  # window end (s)
     scores: np.ndarray
+    gated: int = 0  # windows below audio.min_level_dbfs: not scored (their score is 0)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Proposal:
     starts_proposed: int  # false starts the proposal makes on this audio
     rate_bound_per_day: float  # 95% upper bound on the proposal's daily rate from this audio
     caveat: str | None
+    gated_windows: int = 0  # of distribution.windows, below audio.min_level_dbfs (unscored)
 
 
 def simulate(stream: Stream, settings: TriggerSettings) -> tuple[int, int]:
@@ -230,6 +232,7 @@ def propose(
     rate_per_day: float = 1.0,
     margin: float = 0.02,
     max_on_windows: int = 3,
+    min_level_dbfs: float | None = None,
 ) -> Proposal:
     """Propose on/off thresholds and on_windows for one trigger from background streams.
 
@@ -248,6 +251,11 @@ def propose(
     starts_current = total_starts(streams, current)
     if dist.windows == 0:
         raise UserError(f"no background windows were scored for trigger '{trigger}'")
+    gated = min(sum(st.gated for st in streams), dist.windows)
+    gate = f"audio.min_level_dbfs ({min_level_dbfs:g} dBFS)" if min_level_dbfs is not None \
+        else "audio.min_level_dbfs"
+    if gated == dist.windows:
+        return _all_gated(trigger, current, dist, budget, starts_current, gate)
 
     on, k = _cheapest_fit(streams, current, gap, budget.allowed, hop_seconds, dist,
                           max_on_windows)
@@ -258,6 +266,9 @@ def propose(
         notes.append(short)
     on, k, kept = _never_lower(on, k, current)
     notes.append(kept)
+    if gated:
+        notes.append(f"{gated} of {dist.windows} windows were below {gate} and not scored "
+                     "(counted as score 0).")
     if on > 1.0:
         on = 1.0
         notes.append(
@@ -277,89 +288,25 @@ def propose(
         starts_proposed=starts_proposed,
         rate_bound_per_day=rate_bound(starts_proposed, budget.observed_seconds),
         caveat=" ".join(n for n in notes if n) or None,
+        gated_windows=gated,
     )
 
 
-# --- collecting background scores through the real pipeline -------------------------------
-
-
-def streams_from_recording(rec, names: Sequence[str]) -> dict[str, Stream]:
-    """Per-trigger Streams from one Recording (one continuous source)."""
-    starts = np.array([ln.window_start for ln in rec.lines], dtype=np.float64)
-    ends = np.array([ln.window_end for ln in rec.lines], dtype=np.float64)
-    return {n: Stream(starts, ends, rec.scores(n)) for n in names}
-
-
-def _background_sources(cfg, files: Sequence[str | Path], seconds: float | None) -> list:
-    """One FileSource per file, opened (checked) before the model loads; or [None] for
-    the configured live source (the microphone unless the config says stdin)."""
-    from listener.audio.sources import FileSource
-    from listener.config.schema import SourceConfig
-
-    if files:
-        sources = [FileSource(Path(f), realtime=False) for f in files]
-        for src in sources:
-            src.open()  # a missing or undecodable file fails before any scoring
-        return sources
-    if seconds is None or seconds <= 0:
-        raise UserError(f"--seconds must be greater than 0, got {seconds}")
-    if cfg.source.type == "file":
-        cfg.source = SourceConfig(type="mic")
-    return [None]
-
-
-def collect(
-    config,
-    files: Sequence[str | Path] = (),
-    seconds: float | None = None,
-    stop=None,
-    on_progress=None,
-) -> dict[str, list[Stream]]:
-    """Score background audio through the pipeline; returns per-trigger streams.
-
-    ``files``: each file is its own stream (no window spans two files). ``seconds``: the
-    configured live source, stopped once ``seconds`` of audio have been scored.
-    Hysteresis runs as usual inside the detector but is irrelevant: only raw scores are
-    kept, and clips are switched off so calibration writes nothing.
-    """
-    import threading
-
-    from listener.service.assemble import build_pipeline, load_model, require_triggers
-    from listener.tuning.recorder import ScoreRecorder
-
-    require_triggers(config, None)
-    names = [t.name for t in config.triggers]
-    stop = stop or threading.Event()
-    cfg = config.model_copy(deep=True)
-    cfg.clips.enabled = False
-    sources = _background_sources(cfg, files, seconds)
-    out: dict[str, list[Stream]] = {n: [] for n in names}
-    stack = None  # the model, loaded once for every file
-
-    def progress(result) -> None:
-        line = result.score_line()
-        if on_progress is not None:
-            on_progress(line)
-        if seconds is not None and line.window_end >= seconds - 1e-9:
-            stop.set()
-
-    for src in sources:
-        if stop.is_set():
-            if src is not None:
-                src.close()
-            continue
-        rec = ScoreRecorder(on_update=progress)
-        stack = stack or load_model(cfg)
-        pipe = build_pipeline(cfg, [rec], source=src, stack=stack)
-        pipe.open()
-        try:
-            pipe.run(stop)
-        except KeyboardInterrupt:  # Ctrl-C ends a live recording early: keep what we have
-            stop.set()
-        for n, st in streams_from_recording(rec.recording(), names).items():
-            if len(st.scores):
-                out[n].append(st)
-    return out
+def _all_gated(trigger: str, current: TriggerSettings, dist: Distribution, budget: Budget,
+               starts_current: int, gate: str) -> Proposal:
+    """Every window was below the level gate: nothing was scored, so the audio says nothing
+    about thresholds; the current settings are kept and the caveat says why."""
+    return Proposal(
+        trigger=trigger, current=current, proposed=current, distribution=dist,
+        observed_seconds=budget.observed_seconds, budget_starts=budget.starts,
+        allowed_starts=budget.allowed, starts_current=starts_current,
+        starts_proposed=starts_current,
+        rate_bound_per_day=rate_bound(starts_current, budget.observed_seconds),
+        caveat=(f"all windows were below {gate}, so none was scored and this audio says "
+                "nothing about the thresholds (the current ones are kept): record ordinary "
+                "background at its usual level, or lower min_level_dbfs"),
+        gated_windows=dist.windows,
+    )
 
 
 def calibrate(
@@ -377,6 +324,7 @@ def calibrate(
             config.audio.hop_seconds,
             rate_per_day=rate_per_day,
             margin=margin,
+            min_level_dbfs=config.audio.min_level_dbfs,
         )
         for t in config.triggers
     ]

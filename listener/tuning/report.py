@@ -47,8 +47,10 @@ def _table(proposals: Sequence[Proposal]) -> str:
     rows = [head, "-" * len(head)]
     for p in proposals:
         d, c, n = p.distribution, p.current, p.proposed
+        dist = (f"{d.p50:6.3f} {d.p90:6.3f} {d.p99:6.3f} {d.max:6.3f}"
+                if p.gated_windows < d.windows else f"{'(all gated)':>27}")
         rows.append(
-            f"{p.trigger[:20]:<20} {d.p50:6.3f} {d.p90:6.3f} {d.p99:6.3f} {d.max:6.3f} | "
+            f"{p.trigger[:20]:<20} {dist} | "
             f"{f'{c.on_threshold:.3f}/{c.off_threshold:.3f}/{c.on_windows}':>16} "
             f"{p.starts_current:>6} | "
             f"{f'{n.on_threshold:.3f}/{n.off_threshold:.3f}/{n.on_windows}':>17} "
@@ -58,13 +60,13 @@ def _table(proposals: Sequence[Proposal]) -> str:
 
 
 def _caveats(proposals: Sequence[Proposal]) -> str:
-    """Each distinct caveat once, after a blank line (nothing when there are none)."""
-    lines: list[str] = []
-    seen: set[str] = set()
+    """Each distinct caveat once, naming every trigger it applies to, after a blank line
+    (nothing when there are none)."""
+    by_caveat: dict[str, list[str]] = {}
     for p in proposals:
-        if p.caveat and p.caveat not in seen:
-            seen.add(p.caveat)
-            lines.append(f"caveat ({p.trigger}): {p.caveat}\n")
+        if p.caveat:
+            by_caveat.setdefault(p.caveat, []).append(p.trigger)
+    lines = [f"caveat ({', '.join(names)}): {text}\n" for text, names in by_caveat.items()]
     return "\n" + "".join(lines) if lines else ""
 
 
