@@ -155,9 +155,16 @@ def first_start_without_network(work: Path) -> None:
 
 
 def smoke_demo(work: Path) -> None:
+    """`listener demo` from the installed package: its model, sample and config ship inside
+    the image, so nothing is mounted; each of its three sounds must start an event."""
     step("offline smoke test: listener demo")
-    succeeded(run("demo"), "listener demo")
-    ok("demo ran")
+    proc = succeeded(run("demo", "--fast", "--no-mqtt"), "listener demo")
+    started = {line.split()[2] for line in proc.stdout.splitlines()
+               if len(line.split()) > 2 and line.split()[1] == "START"}
+    if started != {"smoke_alarm", "door_knock", "siren"}:
+        fail(f"demo started {sorted(started)}, expected smoke_alarm, door_knock, siren\n"
+             f"{proc.stdout}{proc.stderr}")
+    ok(f"demo events started for {', '.join(sorted(started))}")
 
 
 # --- 4. the daemon against a broker on this host ---------------------------------------------
