@@ -107,6 +107,8 @@ class TriggerDefaults(Strict):
     off_seconds: NonNegFloat = 3.0
     cooldown_seconds: NonNegFloat = 10.0
     margin: NonNegFloat = 0.05
+    tail_seconds: NonNegFloat = 2.0
+    compete: bool = True
 
     _off_le_on = keeps_order("off_threshold", "on_threshold")
 
@@ -124,6 +126,8 @@ class TriggerConfig(Strict):
     off_seconds: NonNegFloat | None = None
     cooldown_seconds: NonNegFloat | None = None
     margin: NonNegFloat | None = None
+    tail_seconds: NonNegFloat | None = None
+    compete: bool | None = None
 
     @model_validator(mode="after")
     def _has_something_to_match(self) -> TriggerConfig:
