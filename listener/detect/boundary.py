@@ -9,6 +9,13 @@ against the same trigger rows. A tail below ``off_threshold`` says the sound was
 for all of those seconds, which dates its end to within a hop; a tail at
 ``on_threshold`` corroborates a start before ``on_windows`` windows have passed.
 
+A start needs more care than an end: the first fraction of a second of a sound is
+easily heard as something else (the onset of a siren is a chirp to a small model),
+and a tail that holds only that fraction, repeated, is that something else. So the
+tail's score carries how long it has been sounding by level (:func:`sounding_for`),
+and an early start needs at least hysteresis's ``MIN_EARLY_START_SECONDS`` of it; where the sound
+is not louder than the room, starts simply wait for ``on_windows`` as before.
+
 It costs one extra tower run per window, and only for windows whose tail can change a
 decision (:meth:`listener.detect.hysteresis.Hysteresis.wants_tail`: a trigger that is on,
 or one about to start), so a day of ordinary background costs no more than before.
@@ -24,6 +31,27 @@ import numpy as np
 
 from listener.detect.hysteresis import TailScore
 from listener.detect.triggers import TriggerSet
+
+
+#: a frame counts as sounding this far above the window's median frame level (room noise
+#: frames of 50 ms scatter about +-6 dB around it)
+SOUNDING_DB = 8.0
+FRAME_SECONDS = 0.05
+
+
+def sounding_for(audio: np.ndarray, tail_samples: int, rate: int) -> float:
+    """Seconds of the tail whose frames stand ``SOUNDING_DB`` above the window's median
+    frame level: how much of the tail holds a sound louder than the room (at the start of
+    a sound most of the window is still room)."""
+    frame = max(1, round(FRAME_SECONDS * rate))
+    n = audio.size // frame
+    if n == 0:
+        return 0.0
+    x = np.asarray(audio[audio.size - n * frame:], np.float64).reshape(n, frame)
+    db = 10.0 * np.log10(np.mean(x * x, axis=1) + 1e-20)
+    floor = float(np.median(db))
+    tail = db[-max(1, min(n, tail_samples // frame)):]
+    return int(np.count_nonzero(tail >= floor + SOUNDING_DB)) * frame / rate
 
 
 class ClipEmbedder(Protocol):
@@ -51,10 +79,12 @@ class TailScorer:
         out: dict[str, TailScore] = {}
         # triggers with the same tail length share one run (normally all of them)
         for length in sorted({seconds[n] for n in names}):
-            clip = audio[-max(1, round(length * self.rate)):]
+            samples = max(1, round(length * self.rate))
             self.runs += 1
-            scored = triggers.score(triggers.similarities(self.embedder.embed_clip(clip)))
+            emb = self.embedder.embed_clip(audio[-samples:])
+            scored = triggers.score(triggers.similarities(emb))
+            heard = sounding_for(audio, samples, self.rate)
             for n in names:
                 if seconds[n] == length:
-                    out[n] = TailScore(scored[n].score, scored[n].margin_ok)
+                    out[n] = TailScore(scored[n].score, scored[n].margin_ok, heard)
         return out

@@ -20,7 +20,8 @@ The finer time scale (the *tail*: the newest ``tail_seconds`` scored alone, see
 listener/detect/boundary.py) only refines *when*; the window still decides *what*:
 
 - start early: a window that qualifies but has not yet made ``on_windows`` confirms
-  the start at once when its tail also reaches ``on_threshold`` with the margin.
+  the start at once when its tail also reaches ``on_threshold`` with the margin and
+  has been sounding (by level) for ``MIN_EARLY_START_SECONDS``.
 - end early: while on, a tail below ``off_threshold`` says the sound was absent for the
   whole tail, so it stopped about ``tail_seconds`` before; the event ends once that
   estimated stop is ``off_seconds`` old and no tail heard the sound again (a beep
@@ -52,6 +53,11 @@ class TailScore:
 
     score: float
     margin_ok: bool
+    sounding: float = 0.0  # seconds the tail has been sounding by level (boundary.py)
+
+
+#: an early start needs the tail to have been sounding this long (boundary.py says why)
+MIN_EARLY_START_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,8 @@ class Hysteresis:
             self.peak = w.score
         self._run += 1
         self.peak = max(self.peak, w.score)
-        if self._run < s.on_windows and not tail_ok:
+        early = tail_ok and tail is not None and tail.sounding >= MIN_EARLY_START_SECONDS
+        if self._run < s.on_windows and not early:
             return None
         evidence = "window" if self._run >= s.on_windows and start >= self._ended_sound_at \
             else "window+tail"
