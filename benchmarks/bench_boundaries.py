@@ -44,18 +44,11 @@ from listener.detect.events import Event  # noqa: E402
 from listener.detect.settings import TriggerSettings  # noqa: E402
 from listener.detect.triggers import TriggerSet, TriggerSpec  # noqa: E402
 from listener.model.stack import ModelStack  # noqa: E402
+from tests.boundary_streams import KINDS, SR, TRIGGERS, Truth, make_stream  # noqa: E402
 from tests.hearing import sounds  # noqa: E402
 
-SR = sounds.SR
 WINDOW = 10.0
-GAP = 25.0  # noise after each sound: the window clears it and the cooldown passes
-LEAD = 12.0
 DURATIONS = (1.0, 2.0, 5.0, 12.0, 30.0)
-#: sound kind -> (generator class, trigger that should fire)
-KINDS = {"alarm": ("alarm", "alarm"), "knocking": ("knocking", "knocking"),
-         "siren": ("siren", "siren"), "speech": ("babble", "babble"),
-         "beeping": ("alarm", "alarm")}
-TRIGGERS = ("alarm", "knocking", "siren", "babble", "chirps")
 # For this model a window holding the sound scores about 0.9, noise-only windows up to
 # about 0.65 (tests/test_detection.py): 0.8/0.7 sit between the two regimes. The rest
 # are the config defaults (listener/config/schema.py TriggerDefaults).
@@ -64,14 +57,6 @@ BASE = dict(on_threshold=0.8, off_threshold=0.7, on_windows=2, off_seconds=3.0,
 MODES = {"before": dict(tail_seconds=0.0, compete=False),
          "tail only": dict(tail_seconds=2.0, compete=False),
          "after": dict(tail_seconds=2.0, compete=True)}
-
-
-@dataclass
-class Truth:
-    kind: str
-    trigger: str
-    start: float
-    end: float
 
 
 @dataclass
@@ -97,39 +82,6 @@ class Row:
     tail_runs: int = 0
     windows: int = 0
     seconds: float = 0.0
-
-
-def beeping(seed: int, seconds: float, level: float) -> tuple[np.ndarray, float]:
-    """An alarm that beeps 1 s on, 1 s off; returns the audio and when its last beep ends."""
-    x = sounds.render("alarm", seed, seconds, level)
-    t = np.arange(x.size) / SR
-    on = (t % 2.0) < 1.0
-    ramp = int(0.005 * SR)
-    env = np.convolve(on.astype(np.float64), np.ones(ramp) / ramp, mode="same")
-    last_on = float(np.floor((seconds - 1e-9) / 2.0) * 2.0 + 1.0)
-    return (x * env).astype(np.float32), min(seconds, last_on)
-
-
-def make_stream(kinds: list[str], seconds_each: float, seed: int, snr_db: float,
-                spacing: float | None = None) -> tuple[np.ndarray, list[Truth]]:
-    """Noise with one sound of each kind in turn, ``spacing`` (default duration + GAP) apart."""
-    step = spacing if spacing is not None else seconds_each + GAP
-    total = LEAD + step * len(kinds) + 2.0
-    bg_db = -50.0
-    out = sounds.background(total, seed, bg_db).astype(np.float64)
-    truth: list[Truth] = []
-    for i, kind in enumerate(kinds):
-        cls, trig = KINDS[kind]
-        start = LEAD + i * step + (0.37 * (i + seed)) % 1.0  # not only on hop boundaries
-        level = bg_db + snr_db
-        if kind == "beeping":
-            ev, length = beeping(seed * 100 + i, seconds_each, level)
-        else:
-            ev, length = sounds.render(cls, seed * 100 + i, seconds_each, level), seconds_each
-        a = round(start * SR)
-        out[a:a + ev.size] += ev
-        truth.append(Truth(kind, trig, start, start + length))
-    return out.astype(np.float32), truth
 
 
 def detect(stack: ModelStack, audio: np.ndarray, mode: dict[str, Any], hop: float,

@@ -32,7 +32,6 @@ import numpy as np
 from listener.detect.hysteresis import TailScore
 from listener.detect.triggers import TriggerSet
 
-
 #: a frame counts as sounding this far above the window's median frame level (room noise
 #: frames of 50 ms scatter about +-6 dB around it)
 SOUNDING_DB = 8.0

@@ -9,7 +9,8 @@ and must reach ``margin`` (``margin_ok``). Without look-alikes the margin does n
 apply. Triggers compete (``compete``, on by default): another trigger's prompt is a
 look-alike too, so a trigger whose sound another trigger's prompt describes as well or
 better does not fire on it. Only prompts compete with prompts (a text-audio cosine is
-not comparable with an audio-audio one), so a trigger with examples only never does. Whether a score is high enough is not decided here: thresholds belong to the
+not comparable with an audio-audio one), so a trigger with examples only never does.
+Whether a score is high enough is not decided here: thresholds belong to the
 hysteresis (listener/detect/hysteresis.py).
 
 All vectors sit in one matrix, so scoring every trigger costs one matrix-vector
