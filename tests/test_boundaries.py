@@ -149,3 +149,29 @@ def test_events_start_and_end_with_the_sound(hearing_model_dir: Path, tmp_path: 
         duration = end["details"]["sound_end"] - start["details"]["sound_start"]
         assert duration == pytest.approx(end["duration"], abs=1e-3)
         assert abs(duration - (t.end - t.start)) <= 1.5, (t, end)
+
+
+def test_scan_plot_shades_the_sound_and_marks_the_decisions(tmp_path: Path) -> None:
+    """`scan --plot` shades each event from its estimated sound start to its estimated
+    sound end and puts the markers where each was decided; the tail's scores are drawn."""
+    from listener.detect.events import Event, ScoreLine
+    from listener.tuning.plot import decided_at, plot_recording, sound_spans
+    from listener.tuning.recorder import ScoreRecorder
+
+    def event(kind: str, window_end: float, **details: float) -> Event:
+        return Event(kind, "e1", "siren", 0.9, 0.9, "siren", window_end - 10, window_end, "",
+                     "m", details=details)
+
+    events = [event("start", 21.0, sound_start=20.0, confirmed_at=21.0),
+              event("end", 27.0, sound_start=20.0, sound_end=25.0, confirmed_at=28.0)]
+    assert sound_spans(events, "siren") == [(20.0, 25.0)]
+    assert decided_at(events, "siren", "end") == [28.0]
+    rec = ScoreRecorder()
+    for i in range(40):
+        tails = {"siren": 0.9 if 21 <= i < 27 else 0.1} if 21 <= i < 29 else {}
+        rec.record(ScoreLine(i - 9.0, i + 1.0, -40.0, {"siren": 0.9 if 20 <= i < 34 else 0.3},
+                             tail_scores=tails), {"siren": 21 <= i < 28},
+                   [e for e in events if e.window_end == i + 1.0])
+    assert np.isfinite(rec.recording().tail_scores("siren")).sum() == 8
+    result = plot_recording(rec.recording(), tmp_path / "p.png", {"siren": S}, title="t")
+    assert result.path.stat().st_size > 0 and result.trigger_panels == 1

@@ -92,7 +92,9 @@ class DetectorResult:
         """The window's scores as a record (``scan --scores``); needs a window."""
         assert self.window is not None
         w = self.window
-        return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers})
+        tails = {t.name: t.tail_score for t in self.triggers if t.tail_score is not None}
+        return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers},
+                         tail_scores=tails)
 
 
 @dataclass
