@@ -98,6 +98,12 @@ class AudioConfig(Strict):
     _hop_le_window = keeps_order("hop_seconds", "window_seconds")
 
 
+#: the newest seconds scored alone (listener/detect/boundary.py); a whole window is no tail
+TailSeconds = Annotated[
+    NonNegFloat, at_most(5.0, "must be at most 5 (the newest part of a 10-s window)")
+]
+
+
 class TriggerDefaults(Strict):
     """Hysteresis settings every trigger inherits unless it sets its own."""
 
@@ -107,7 +113,7 @@ class TriggerDefaults(Strict):
     off_seconds: NonNegFloat = 3.0
     cooldown_seconds: NonNegFloat = 10.0
     margin: NonNegFloat = 0.05
-    tail_seconds: NonNegFloat = 2.0
+    tail_seconds: TailSeconds = 2.0
     compete: bool = True
 
     _off_le_on = keeps_order("off_threshold", "on_threshold")
@@ -126,7 +132,7 @@ class TriggerConfig(Strict):
     off_seconds: NonNegFloat | None = None
     cooldown_seconds: NonNegFloat | None = None
     margin: NonNegFloat | None = None
-    tail_seconds: NonNegFloat | None = None
+    tail_seconds: TailSeconds | None = None
     compete: bool | None = None
 
     @model_validator(mode="after")
