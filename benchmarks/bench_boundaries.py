@@ -200,14 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--snr", type=float, nargs="+", default=[10.0, 20.0])
     p.add_argument("--hop", type=float, default=1.0)
+    p.add_argument("--durations", type=float, nargs="+", default=list(DURATIONS))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     seeds = [sounds.FRESH_SEED_BASE + 14_000 + 97 * i for i in range(args.seeds)]
     with tempfile.TemporaryDirectory() as tmp:
         stack = ModelStack(args.model, "int8", "cpu", 1, Path(tmp) / "prompts.json")
         rows: dict[tuple[str, float], Row] = {}
-        for mode_name, mode in MODES.items():
-            for dur in DURATIONS:
+        for mode_name in args.modes:
+            mode = MODES[mode_name]
+            for dur in args.durations:
                 row = rows.setdefault((mode_name, dur), Row())
                 for seed in seeds:
                     for snr in args.snr:

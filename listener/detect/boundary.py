@@ -33,15 +33,16 @@ from listener.detect.hysteresis import TailScore
 from listener.detect.triggers import TriggerSet
 
 #: a frame counts as sounding this far above the window's median frame level (room noise
-#: frames of 50 ms scatter about +-6 dB around it)
-SOUNDING_DB = 8.0
+#: frames of 50 ms stay within about 7 dB of it)
+SOUNDING_DB = 10.0
 FRAME_SECONDS = 0.05
 
 
 def sounding_for(audio: np.ndarray, tail_samples: int, rate: int) -> float:
-    """Seconds of the tail whose frames stand ``SOUNDING_DB`` above the window's median
-    frame level: how much of the tail holds a sound louder than the room (at the start of
-    a sound most of the window is still room)."""
+    """Seconds from the tail's first frame standing ``SOUNDING_DB`` above the window's
+    median frame level to the tail's end: how long a sound louder than the room has been
+    going on (at the start of a sound most of the window is still room). From the first
+    loud frame rather than counting loud frames, so knocks with pauses count in full."""
     frame = max(1, round(FRAME_SECONDS * rate))
     n = audio.size // frame
     if n == 0:
@@ -50,7 +51,8 @@ def sounding_for(audio: np.ndarray, tail_samples: int, rate: int) -> float:
     db = 10.0 * np.log10(np.mean(x * x, axis=1) + 1e-20)
     floor = float(np.median(db))
     tail = db[-max(1, min(n, tail_samples // frame)):]
-    return int(np.count_nonzero(tail >= floor + SOUNDING_DB)) * frame / rate
+    loud = np.flatnonzero(tail >= floor + SOUNDING_DB)
+    return 0.0 if loud.size == 0 else (tail.size - int(loud[0])) * frame / rate
 
 
 class ClipEmbedder(Protocol):
