@@ -175,3 +175,14 @@ def test_scan_plot_shades_the_sound_and_marks_the_decisions(tmp_path: Path) -> N
     assert np.isfinite(rec.recording().tail_scores("siren")).sum() == 8
     result = plot_recording(rec.recording(), tmp_path / "p.png", {"siren": S}, title="t")
     assert result.path.stat().st_size > 0 and result.trigger_panels == 1
+
+
+def test_a_sound_another_trigger_ended_cannot_start_this_one_on_the_window_alone() -> None:
+    """The detector tells every trigger when a tail dated a sound's end: the last beep of
+    an alarm at the window's edge must not start "chirps" on the window alone."""
+    h = Hysteresis(S)
+    h.window_holds(5.0)
+    assert h.wants_tail(-5, 5, 0.9, True)
+    assert [h.update(i - 10, i, 0.9, True, QUIET) for i in (5, 6, 7)] == [None] * 3
+    assert h.update(-4, 6 + 10, 0.9, True) is None  # the window has passed it: counts again
+    assert h.update(-3, 6 + 11, 0.9, True).kind == "start"

@@ -192,6 +192,9 @@ class Detector:
             return self._event(st, tr, sc, utc_of)
         ev = self._event(st, tr, sc, utc_of)
         st.event_id = st.onset = None
+        if tr.sound_end is not None:  # the window still holds that sound, for everyone
+            for other in self._states.values():
+                other.hyst.window_holds(tr.sound_end)
         return ev
 
     def apply_switches(self, at: float, utc_of: UtcOf) -> DetectorResult:

@@ -28,7 +28,9 @@ listener/detect/boundary.py) only refines *when*; the window still decides *what
   after a gap shorter than ``off_seconds`` keeps it one event).
 - after an end decided by the tail, the window still holds the sound that ended:
   while it does (the window starts before the estimated stop) a start also needs the
-  tail to qualify, so the old sound cannot start a second event.
+  tail to qualify, so the old sound cannot start a second event, nor (the detector
+  tells every trigger, :meth:`Hysteresis.window_holds`) another trigger's event: the
+  last half second of an alarm at the window's edge sounds like a chirp.
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ class Hysteresis:
             return False
         return self._run + 1 < s.on_windows or start < self._ended_sound_at - EPS
 
+    def window_holds(self, sound_end: float) -> None:
+        """Another trigger's tail dated the end of its sound: until the window has slid
+        past it, the window alone cannot start this trigger either."""
+        self._ended_sound_at = max(self._ended_sound_at, sound_end)
+
     def update(self, start: float, end: float, score: float, margin_ok: bool,
                tail: TailScore | None = None) -> Transition | None:
         """Feed one window's score and whether its margin over the look-alikes holds, and
@@ -177,7 +184,7 @@ class Hysteresis:
         quiet = self._quiet_since
         self._below_first = Window(quiet, quiet + self.settings.tail_seconds, score)
         tr = self._end(w.end, score, "threshold")
-        self._ended_sound_at = quiet
+        self.window_holds(quiet)
         return Transition(tr.kind, tr.window, tr.confirmed_at, tr.score, tr.peak, tr.reason,
                           evidence="tail", sound_end=quiet)
 
