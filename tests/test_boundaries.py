@@ -13,6 +13,7 @@ Competition between triggers is pinned on hand-made vectors.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,52 @@ def test_a_sound_another_trigger_ended_cannot_start_this_one_on_the_window_alone
     assert [h.update(i - 10, i, 0.9, True, QUIET) for i in (5, 6, 7)] == [None] * 3
     assert h.update(5, 15, 0.9, True) is None  # the window has passed it: counts again
     assert h.update(6, 16, 0.9, True).kind == "start"
+
+
+# --- calibrate: how close the other triggers' sounds come -----------------------------------
+
+
+def test_crosstalk_names_the_closest_other_sound_per_trigger(tmp_path: Path) -> None:
+    """Examples are recordings of the triggers' sounds: each trigger is scored on the
+    others' and the report says how close it comes and whether it would start."""
+    from listener.tuning.crosstalk import cross_scores, format_crosstalk
+
+    vecs = {"a siren": np.array([1, 0, 0, 0], np.float32),
+            "birds chirping": np.array([0, 1, 0, 0], np.float32),
+            "silence": np.array([0, 0, 0, 1], np.float32)}
+    examples = {"siren.wav": np.array([0.8, 0.6, 0, 0], np.float32),  # a siren, chirpy
+                "birds.wav": np.array([0.1, 0.995, 0, 0], np.float32)}
+    lenient = TriggerSettings(0.5, 0.4, 2, 3.0, 10.0, 0.05, compete=False)
+    specs = [TriggerSpec("siren", "Siren", S, examples=(Path("siren.wav"),)),
+             TriggerSpec("birds", "Birds", lenient, prompts=("birds chirping",),
+                         examples=(Path("birds.wav"),))]
+    ts = TriggerSet(specs, ["silence"], lambda ps: np.stack([vecs[p] for p in ps]),
+                    lambda p: examples[p.name] / np.linalg.norm(examples[p.name]))
+    rows = cross_scores(ts, {"siren": S, "birds": lenient})
+    birds = next(c for c in rows if c.trigger == "birds")
+    assert (birds.sound_of, birds.example, birds.would_start) == ("siren", "siren.wav", True)
+    assert birds.score == pytest.approx(max(0.6, 0.8 * 0.1 / np.linalg.norm([0.1, 0.995])
+                                            + 0.6 * 0.995 / np.linalg.norm([0.1, 0.995])))
+    text = format_crosstalk(rows)
+    assert "birds: siren's siren.wav scores" in text and "would START on it" in text
+    assert "siren: birds's birds.wav scores" in text
+
+
+def test_calibrate_reports_crosstalk_when_triggers_have_examples(
+        hearing_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from listener.__main__ import main
+
+    sf.write(tmp_path / "room.wav", sounds.background(30.0, SEED + 1), sounds.SR)
+    triggers = []
+    for i, cls in enumerate(["alarm", "chirps", "siren"]):
+        audio, _ = sounds.window(cls, SEED + 600 + i, seconds=4.0, event_seconds=2.5,
+                                 snr_db=20.0, position=0.75)
+        sf.write(tmp_path / f"{cls}.wav", audio, sounds.SR)
+        triggers.append({"name": cls, "examples": [tmp_path / f"{cls}.wav"], **TEXT})
+    cfg = write_config(tmp_path, hearing_model_dir, triggers, model={"precision": "int8"},
+                       state_dir=tmp_path / "state")
+    assert main(["calibrate", "--config", str(cfg), "--from", str(tmp_path / "room.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "Other triggers' sounds (their example recordings), closest per trigger:" in out
+    for cls in ("alarm", "chirps", "siren"):
+        assert re.search(rf"^  {cls}: \w+'s \w+\.wav scores -?\d\.\d{{3}} ", out, re.M), out
