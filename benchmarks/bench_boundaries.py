@@ -9,6 +9,7 @@ those classes plus "chirps" (a look-alike of the alarm beeps to this model), in 
 configurations:
 
 - ``before``: the window alone (``tail_seconds: 0``, ``compete: false``), i.e. today;
+- ``compete only``: the window alone, triggers compete;
 - ``tail only``: the tail refines the edges, triggers do not compete;
 - ``after``: the defaults (the tail refines the edges, triggers compete).
 
@@ -55,6 +56,7 @@ DURATIONS = (1.0, 2.0, 5.0, 12.0, 30.0)
 BASE = dict(on_threshold=0.8, off_threshold=0.7, on_windows=2, off_seconds=3.0,
             cooldown_seconds=10.0, margin=0.05)
 MODES = {"before": dict(tail_seconds=0.0, compete=False),
+         "compete only": dict(tail_seconds=0.0, compete=True),
          "tail only": dict(tail_seconds=2.0, compete=False),
          "after": dict(tail_seconds=2.0, compete=True)}
 
