@@ -236,3 +236,19 @@ def test_calibrate_reports_crosstalk_when_triggers_have_examples(
     assert "Other triggers' sounds (their example recordings), closest per trigger:" in out
     for cls in ("alarm", "chirps", "siren"):
         assert re.search(rf"^  {cls}: \w+'s \w+\.wav scores -?\d\.\d{{3}} ", out, re.M), out
+
+
+@pytest.mark.parametrize("padding", ["repeatpad", "repeat", "pad"])
+@pytest.mark.parametrize("truncation", ["rand_trunc", "fusion"])
+def test_a_clip_is_padded_exactly_as_the_model_pads_short_input(
+        hearing_model_dir: Path, padding: str, truncation: str) -> None:
+    """The tail's features (computed from one period of the repeated clip) equal the
+    full extraction of the clip padded the way the model pads it."""
+    from listener.model.logmel import LogMel
+
+    cfg = json.loads((hearing_model_dir / "preprocessor_config.json").read_text())
+    lm = LogMel.from_config({**cfg, "padding": padding, "truncation": truncation})
+    rng = np.random.default_rng(14)
+    for seconds in (0.5, 1.0, 2.0, 2.37, 3.0, 4.0):
+        clip = (0.1 * rng.standard_normal(round(seconds * sounds.SR))).astype(np.float32)
+        assert np.array_equal(lm.clip_features(clip), lm(clip)), seconds
