@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from listener.detect.hysteresis import Hysteresis, TailScore
 from listener.detect.settings import TriggerSettings
@@ -84,6 +86,30 @@ def test_an_early_start_needs_a_tail_that_has_been_sounding() -> None:
     h2 = Hysteresis(S)
     tr = h2.update(-9, 1, 0.9, True, TailScore(0.9, True, sounding=0.6))
     assert tr is not None and tr.kind == "start" and tr.evidence == "window+tail"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.1, 0.69, 0.7, 0.75, 0.8, 0.9]), st.booleans(),
+                          st.one_of(st.none(), st.sampled_from([0.1, 0.69, 0.7, 0.8, 0.9])),
+                          st.sampled_from([0.0, 0.3, 0.5, 2.0])), max_size=60))
+def test_with_any_tails_every_start_has_one_end_and_the_stop_precedes_the_end(steps) -> None:
+    """Whatever the tails say: starts and ends alternate, a tail-decided end comes no
+    sooner than off_seconds after the stop it dates, and that stop lies inside the event."""
+    h = Hysteresis(S)
+    out = []
+    for i, (score, margin_ok, tail, sounding) in enumerate(steps):
+        end = float(i + 1)
+        tl = None if tail is None else TailScore(tail, margin_ok, sounding)
+        if tr := h.update(end - 10, end, score, margin_ok, tl):
+            out.append(tr)
+    if tr := h.finish(len(steps) + 1.0):
+        out.append(tr)
+    assert [t.kind for t in out] == ["start", "end"] * (len(out) // 2)
+    for start, end in zip(out[::2], out[1::2], strict=True):
+        if end.evidence == "tail":
+            assert end.sound_end is not None
+            assert end.confirmed_at - end.sound_end >= S.off_seconds - 1e-9
+            assert end.sound_end >= start.window.start
 
 
 def test_without_a_tail_the_window_alone_decides() -> None:
