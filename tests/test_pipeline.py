@@ -143,7 +143,10 @@ def test_tower_runs_once_per_window_for_many_triggers(tiny_model_dir, tmp_path, 
     tower.embed = lambda f: (calls.append(f.shape[0]), real(f))[1]
     pipe.open()
     pipe.run(threading.Event())
-    assert calls == [1] * 5 and len(sink.lines) == 5
+    # one run per window, plus at most one on its tail (listener/detect/boundary.py) for
+    # all the triggers that are on or about to start, however many triggers there are
+    tails = pipe.detector.stats.tail_runs
+    assert tails <= 5 and calls == [1] * (5 + tails) and len(sink.lines) == 5
     assert all(len(line.scores) == 7 for line in sink.lines)
 
 

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from listener.errors import UserError
     from listener.tuning.background import collect
     from listener.tuning.calibrate import calibrate
+    from listener.tuning.crosstalk import crosstalk_report
     from listener.tuning.report import format_report
 
     if args.false_alarms_per_day < 0:
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     proposals = calibrate(cfg, streams, args.false_alarms_per_day, args.margin)
     sys.stdout.write(format_report(proposals, args.false_alarms_per_day))
+    sys.stdout.write(crosstalk_report(cfg, {p.trigger: p.proposed for p in proposals}))
     if args.write:
         if loaded.path is None:
             raise UserError("--write needs a config file path (pass --config FILE)")

@@ -100,6 +100,12 @@ class AudioConfig(Strict):
     _hop_le_window = keeps_order("hop_seconds", "window_seconds")
 
 
+#: the newest seconds scored alone (listener/detect/boundary.py); a whole window is no tail
+TailSeconds = Annotated[
+    NonNegFloat, at_most(5.0, "must be at most 5 (the newest part of a 10-s window)")
+]
+
+
 class TriggerDefaults(Strict):
     """Hysteresis settings every trigger inherits unless it sets its own. Keys set here win
     over the model's recommendations; keys left out fall back to them, then to these
@@ -111,6 +117,8 @@ class TriggerDefaults(Strict):
     off_seconds: NonNegFloat = 3.0
     cooldown_seconds: NonNegFloat = 10.0
     margin: NonNegFloat = CLAP_RECOMMENDED["margin"]
+    tail_seconds: TailSeconds = 2.0
+    compete: bool = True
 
     @model_validator(mode="after")
     def _off_le_on(self) -> TriggerDefaults:
@@ -135,6 +143,8 @@ class TriggerConfig(Strict):
     off_seconds: NonNegFloat | None = None
     cooldown_seconds: NonNegFloat | None = None
     margin: NonNegFloat | None = None
+    tail_seconds: TailSeconds | None = None
+    compete: bool | None = None
 
     @model_validator(mode="after")
     def _has_something_to_match(self) -> TriggerConfig:

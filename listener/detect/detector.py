@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from listener.audio.level import levels_dbfs
+from listener.detect.boundary import TailScorer
 from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
-from listener.detect.hysteresis import Hysteresis, Transition
+from listener.detect.hysteresis import Hysteresis, TailScore, Transition
 from listener.detect.settings import TriggerSettings
 from listener.detect.triggers import SILENT, Row, TriggerScore, TriggerSet, TriggerSpec
 
@@ -35,6 +36,8 @@ class Embedder(Protocol):
     """Window audio -> L2-normalised embedding (listener/model/stack.py WindowEmbedder)."""
 
     def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
+
+    def embed_clip(self, audio: np.ndarray) -> np.ndarray: ...
 
     def mean_ms(self) -> float: ...
 
@@ -53,6 +56,7 @@ class TriggerState:
     enabled: bool
     cooldown_left: float  # seconds
     settings: TriggerSettings
+    tail_score: float | None = None  # the newest tail_seconds alone, when it was scored
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,9 @@ class DetectorResult:
         """The window's scores as a record (``scan --scores``); needs a window."""
         assert self.window is not None
         w = self.window
-        return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers})
+        tails = {t.name: t.tail_score for t in self.triggers if t.tail_score is not None}
+        return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers},
+                         tail_scores=tails)
 
 
 @dataclass
@@ -103,12 +109,14 @@ class _Trigger:
     onset: Transition | None = None
     peak: float = 0.0
     peak_match: str = ""
+    tail: TailScore | None = None  # this window's tail, when it was scored
 
 
 @dataclass
 class DetectorStats:
     windows: int = 0  # windows processed
     gated: int = 0  # of those, below the level gate (the tower did not run)
+    tail_runs: int = 0  # extra tower runs on a window's tail (listener/detect/boundary.py)
 
 
 class Detector:
@@ -127,6 +135,7 @@ class Detector:
         self.triggers = triggers
         self._states = {t.name: _Trigger(t, Hysteresis(t.settings)) for t in triggers.specs}
         self._now = 0.0
+        self._tails = TailScorer(embedder, rate)
 
     # --- steps --------------------------------------------------------------------------
 
@@ -145,14 +154,26 @@ class Detector:
         else:
             sims = self.triggers.similarities(self.embedder.embed(audio, end_sample))
             scores = self.triggers.score(sims)
+        tails = {} if gated else self._tail_scores(audio, t_start, t_end, scores)
         events: list[Event] = []
         for st in self._states.values():
             st.last, st.level = scores[st.spec.name], window_level
+            st.tail = tails.get(st.spec.name)
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
         window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims)
         return self._result(window, events)
+
+    def _tail_scores(self, audio: np.ndarray, t_start: float, t_end: float,
+                     scores: dict[str, TriggerScore]) -> dict[str, TailScore]:
+        """The tail's scores for the enabled triggers whose hysteresis wants them."""
+        wanted = [name for name, st in self._states.items() if self.is_enabled(name)
+                  and st.hyst.wants_tail(t_start, t_end, scores[name].score,
+                                         scores[name].margin_ok)]
+        tails = self._tails.scores(self.triggers, audio, wanted)
+        self.stats.tail_runs = self._tails.runs
+        return tails
 
     def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf
                 ) -> Event | None:
@@ -161,7 +182,7 @@ class Detector:
         sc = st.last
         if st.hyst.active and sc.score >= st.peak:
             st.peak, st.peak_match = sc.score, sc.match
-        tr = st.hyst.update(t_start, t_end, sc.score, sc.margin_ok)
+        tr = st.hyst.update(t_start, t_end, sc.score, sc.margin_ok, st.tail)
         if tr is None:
             return None
         if tr.kind == "start":
@@ -171,6 +192,9 @@ class Detector:
             return self._event(st, tr, sc, utc_of)
         ev = self._event(st, tr, sc, utc_of)
         st.event_id = st.onset = None
+        if tr.sound_end is not None:  # the window still holds that sound, for everyone
+            for other in self._states.values():
+                other.hyst.window_holds(tr.sound_end)
         return ev
 
     def apply_switches(self, at: float, utc_of: UtcOf) -> DetectorResult:
@@ -221,6 +245,7 @@ class Detector:
                 match=st.last.match, qualifies=st.hyst.qualified, run=st.hyst.run,
                 active=st.hyst.active, enabled=self.is_enabled(st.spec.name),
                 cooldown_left=st.hyst.cooldown_left(self._now), settings=st.spec.settings,
+                tail_score=None if st.tail is None else st.tail.score,
             )
             for st in self._states.values()
         )
@@ -245,6 +270,7 @@ class Detector:
         details: dict[str, Any] = {
             "reason": tr.reason,
             "confirmed_at": round(tr.confirmed_at, 3),
+            "decided_by": tr.evidence,
             "on_threshold": s.on_threshold,
             "off_threshold": s.off_threshold,
             "margin": s.margin,
@@ -252,6 +278,8 @@ class Detector:
             "sound_start": round(sound_start, 3),
         }
         level = {} if st.level is None else {"level_dbfs": round(st.level, 2)}
+        if st.tail is not None and sc is not None:
+            details["tail_score"] = round(st.tail.score, 4)
         if sc is not None:  # decided by this window
             details.update({**sc.details(), **level})
         elif st.level is not None:  # ended from outside: what the last window said
@@ -266,6 +294,8 @@ class Detector:
         w = tr.window
         # the first window without the sound starts roughly where the sound ended
         sound_end = min(w.end, w.start + hop) if tr.reason == "threshold" else w.end
+        if tr.sound_end is not None:  # the tail dated it
+            sound_end = tr.sound_end
         sound_end = max(sound_end, sound_start)
         details["sound_end"] = round(sound_end, 3)
         return Event(type="end", peak_score=max(st.peak, tr.peak), match=st.peak_match,

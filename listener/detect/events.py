@@ -95,12 +95,17 @@ class ScoreLine:
     level_dbfs: float
     scores: dict[str, float]
     type: str = "scores"
+    #: the tail's score (the newest ``tail_seconds`` alone) of the triggers it was scored for
+    tail_scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "type": "scores",
             "window_start": round(self.window_start, 3),
             "window_end": round(self.window_end, 3),
             "level_dbfs": round(self.level_dbfs, 2),
             "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
         }
+        if self.tail_scores:
+            d["tail_scores"] = {k: round(float(v), 4) for k, v in self.tail_scores.items()}
+        return d

@@ -30,6 +30,11 @@ class TriggerSettings:
     off_seconds: float
     cooldown_seconds: float
     margin: float
+    #: the newest seconds scored alone to find the sound's edges (0: the window only),
+    #: listener/detect/boundary.py
+    tail_seconds: float = 2.0
+    #: other triggers' prompts count as look-alikes (listener/detect/triggers.py)
+    compete: bool = True
 
 
 #: every key a trigger can set itself or inherit from ``defaults:``

@@ -6,7 +6,11 @@ Its score is the best cosine over positives; ``match`` names the winner (prompt
 text or example file name). Look-alikes are its ``negatives`` plus the global
 ``background`` prompts: the relative score is ``score - best look-alike cosine``
 and must reach ``margin`` (``margin_ok``). Without look-alikes the margin does not
-apply. Whether a score is high enough is not decided here: thresholds belong to the
+apply. Triggers compete (``compete``, on by default): another trigger's prompt is a
+look-alike too, so a trigger whose sound another trigger's prompt describes as well or
+better does not fire on it. Only prompts compete with prompts (a text-audio cosine is
+not comparable with an audio-audio one), so a trigger with examples only never does.
+Whether a score is high enough is not decided here: thresholds belong to the
 hysteresis (listener/detect/hysteresis.py).
 
 All vectors sit in one matrix, so scoring every trigger costs one matrix-vector
@@ -63,9 +67,11 @@ class TriggerScore:
     best_negative: str | None
     best_negative_score: float | None
     margin_ok: bool
+    rival: str | None = None  # the competing trigger whose prompt is the best look-alike
 
     def details(self) -> dict[str, Any]:
         return {
+            "best_negative_trigger": self.rival,
             "relative_score": None if self.relative is None else round(self.relative, 4),
             "best_negative": self.best_negative,
             "best_negative_score": (
@@ -82,6 +88,7 @@ class _Slices:
     spec: TriggerSpec
     pos: slice
     neg: slice
+    rivals: np.ndarray  # row indices of the prompts of the triggers it competes with
 
 
 class TriggerSet:
@@ -119,7 +126,8 @@ class TriggerSet:
             p1 = len(rows)
             for s in t.negatives:
                 add(text_emb[s], Row(s, "negative", t.name))
-            self._slices.append(_Slices(t, slice(p0, p1), slice(p1, len(rows))))
+            self._slices.append(_Slices(t, slice(p0, p1), slice(p1, len(rows)),
+                                        np.zeros(0, np.intp)))
         b0 = len(rows)
         for s in background:
             add(text_emb[s], Row(s, "background", ""))
@@ -127,8 +135,19 @@ class TriggerSet:
         for s in probes:
             add(text_emb[s], Row(s, "probe", ""))
         self.rows: tuple[Row, ...] = tuple(rows)
+        self._slices = [_Slices(sl.spec, sl.pos, sl.neg, self._rivals(sl.spec))
+                        for sl in self._slices]
         dim = vecs[0].shape[0] if vecs else 1
         self.matrix = np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)
+
+    def _rivals(self, spec: TriggerSpec) -> np.ndarray:
+        """Rows of other triggers' prompts this trigger competes with (none when it opts
+        out or has no prompt; a prompt it shares is not a rival)."""
+        if not spec.settings.compete or not spec.prompts:
+            return np.zeros(0, np.intp)
+        own = set(spec.prompts)
+        return np.array([i for i, r in enumerate(self.rows) if r.kind == "prompt"
+                         and r.owner != spec.name and r.label not in own], np.intp)
 
     @property
     def names(self) -> list[str]:
@@ -156,6 +175,12 @@ class TriggerSet:
             if bg.size and (best_neg_score is None or float(bg[bg_best]) > best_neg_score):
                 best_neg = self.rows[self.background.start + bg_best].label
                 best_neg_score = float(bg[bg_best])
+            rival: str | None = None
+            if sl.rivals.size:
+                k = int(sl.rivals[int(np.argmax(sims[sl.rivals]))])
+                if best_neg_score is None or float(sims[k]) > best_neg_score:
+                    best_neg, best_neg_score = self.rows[k].label, float(sims[k])
+                    rival = self.rows[k].owner
             relative = None if best_neg_score is None else score - best_neg_score
             out[sl.spec.name] = TriggerScore(
                 score=score,
@@ -164,6 +189,7 @@ class TriggerSet:
                 best_negative=best_neg,
                 best_negative_score=best_neg_score,
                 margin_ok=relative is None or relative >= sl.spec.settings.margin - 1e-9,
+                rival=rival,
             )
         return out
 

@@ -96,5 +96,11 @@ class WindowEmbedder:
         self.infer_ms.append((time.perf_counter() - t0) * 1000.0)
         return emb
 
+    def embed_clip(self, audio: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding [D] of a short clip (a window's tail), padded the way
+        the model pads short input (``LogMel.prepare``: ``repeatpad`` for unfused CLAP).
+        Not counted in ``infer_ms``, which is the per-window cost."""
+        return self.tower.embed(self.logmel.clip_features(audio)[None])[0]
+
     def mean_ms(self) -> float:
         return float(np.mean(self.infer_ms)) if self.infer_ms else 0.0

@@ -1,7 +1,8 @@
 """`listener scan FILE --plot OUT.png`: a recording's score timeline, readable at a glance.
 
-One panel per trigger (score over time, dashed on/off thresholds, shaded spans
-where the trigger was on, start/end markers) and a level track (dBFS, with the
+One panel per trigger (score over time, the tail's score where it was scored, dashed
+on/off thresholds, shaded spans from each event's estimated sound start to its
+estimated sound end, start/end markers where each was decided) and a level track (dBFS, with the
 level gate) at the bottom, sharing the time axis. matplotlib is an optional
 extra (``listener[plot]``): it is imported here, lazily, with the Agg backend
 (no display needed), so the daemon never pays for it.
@@ -62,9 +63,9 @@ def _spans(times: np.ndarray, active: np.ndarray, hop: float) -> list[tuple[floa
     return spans
 
 
-def _event_spans(events, name: str) -> list[tuple[float, float]] | None:
-    """(start, end) per event of ``name``: from the onset window to the first window below
-    off_threshold, the times the events themselves report (so shading meets the markers)."""
+def sound_spans(events, name: str) -> list[tuple[float, float]] | None:
+    """(start, end) per event of ``name``: the sound as the events estimate it
+    (``details.sound_start`` to ``details.sound_end``; window ends for older records)."""
     mine = [e for e in events if e.trigger == name]
     if not mine:
         return None
@@ -72,11 +73,17 @@ def _event_spans(events, name: str) -> list[tuple[float, float]] | None:
     spans = []
     for e in mine:
         if e.type == "start":
-            opened[e.id] = e.window_end
+            opened[e.id] = float(e.details.get("sound_start", e.window_end))
         elif e.id in opened:
-            spans.append((opened.pop(e.id), e.window_end))
+            spans.append((opened.pop(e.id), float(e.details.get("sound_end", e.window_end))))
     spans += [(a, a) for a in opened.values()]
     return spans
+
+
+def decided_at(events, name: str, kind: str) -> list[float]:
+    """When each ``kind`` event of ``name`` was decided (``details.confirmed_at``)."""
+    return [float(e.details.get("confirmed_at", e.window_end)) for e in events
+            if e.type == kind and e.trigger == name]
 
 
 def at_key(t: np.ndarray, s: np.ndarray, xs: Sequence[float]) -> list[float]:
@@ -138,20 +145,24 @@ def _trigger_panel(
 ) -> None:
     """One trigger: shaded on-spans, the score, dashed on/off thresholds, start/end markers."""
     s = rec.scores(name)
-    spans = _event_spans(rec.events, name)
+    spans = sound_spans(rec.events, name)
     if spans is None:  # no events recorded: fall back to the on/off state per window
         spans = _spans(t, rec.active_of(name), hop_seconds)
     for a, b in spans:
         ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
     ax.plot(t, s, color="tab:blue", lw=1.4, label="score")
+    tail = rec.tail_scores(name)
+    if np.isfinite(tail).any():
+        ax.plot(t, tail, color="tab:purple", marker=".", ms=4, lw=0.8, ls=":",
+                label="tail score")
     ax.axhline(st.on_threshold, color="tab:red", ls="--", lw=1.1,
                label=f"on {st.on_threshold:.2f}")
     ax.axhline(st.off_threshold, color="tab:orange", ls="--", lw=1.1,
                label=f"off {st.off_threshold:.2f}")
-    starts = [e.window_end for e in rec.events if e.type == "start" and e.trigger == name]
-    ends = [e.window_end for e in rec.events if e.type == "end" and e.trigger == name]
+    starts = decided_at(rec.events, name, "start")
+    ends = decided_at(rec.events, name, "end")
     for xs, marker, color in ((starts, "^", "tab:green"), (ends, "v", "black")):
-        if xs:  # on the curve, at the window that decided
+        if xs:  # on the curve, when it was decided
             ax.plot(xs, at_key(t, s, xs), marker=marker, color=color, ms=9, ls="none", zorder=5)
     finite = s[np.isfinite(s)]
     lo = min([0.0, *(finite.min(keepdims=True) if finite.size else [])])
@@ -172,9 +183,9 @@ def _trigger_legend(ax: Axes) -> None:
 
     handles, _ = ax.get_legend_handles_labels()
     handles += [
-        Patch(color="tab:red", alpha=0.15, label="on (active)"),
-        Line2D([], [], marker="^", color="tab:green", ls="none", label="start"),
-        Line2D([], [], marker="v", color="black", ls="none", label="end"),
+        Patch(color="tab:red", alpha=0.15, label="sound (estimated)"),
+        Line2D([], [], marker="^", color="tab:green", ls="none", label="start decided"),
+        Line2D([], [], marker="v", color="black", ls="none", label="end decided"),
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
               frameon=False)

@@ -46,6 +46,11 @@ class Recording:
         """One trigger's score per window (NaN where a line lacks it)."""
         return np.array([ln.scores.get(name, np.nan) for ln in self.lines], dtype=np.float64)
 
+    def tail_scores(self, name: str) -> np.ndarray:
+        """One trigger's tail score per window (NaN where the tail was not scored)."""
+        return np.array([ln.tail_scores.get(name, np.nan) for ln in self.lines],
+                        dtype=np.float64)
+
     def active_of(self, name: str) -> np.ndarray:
         return np.array([bool(a.get(name, False)) for a in self.active], dtype=bool)
 
