@@ -232,8 +232,9 @@ def daemon_against_broker(work: Path) -> None:
                        "-v", f"{work}:/work:ro", "-v", f"{config}:/config/config.yaml:ro", IMAGE):
             sub.wait_topic(f"{base}/availability", 120, lambda m: m.payload == b"online")
             ok("availability online")
-            sub.wait_topic(f"homeassistant/binary_sensor/{DEVICE}/smoke_alarm_sound/config", 30,
-                           lambda m: bool(m.payload))
+            # device-based discovery (the default form): one config naming every entity
+            sub.wait_topic(f"homeassistant/device/{DEVICE}/config", 30,
+                           lambda m: b"smoke_alarm" in m.payload)
             ok("discovery published")
             wait_for("the HEALTHCHECK to pass", 60, lambda: health(name).returncode == 0)
             ok("HEALTHCHECK passes while running")
