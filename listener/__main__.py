@@ -30,6 +30,7 @@ COMMANDS = (
     "devices",
     "check_config",
     "embed",
+    "search",
     "model",
     "bench",
 )

@@ -63,6 +63,7 @@ class ScoredWindow:
     window_level_dbfs: float  # the whole window: what the gate compares
     gated: bool  # below the gate: the tower did not run, scores are 0
     similarities: np.ndarray | None  # cosine per row of the trigger set (None when gated)
+    embedding: np.ndarray | None = None  # the window's audio embedding (None when gated)
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,13 @@ class Detector:
         self.stats.windows += 1
         window_level, hop_level = levels_dbfs(audio, self.hop_samples)
         gated = window_level < self.gate_dbfs
-        sims: np.ndarray | None = None
+        sims = emb = None
         if gated:
             self.stats.gated += 1
             scores = self.triggers.silence()
         else:
-            sims = self.triggers.similarities(self.embedder.embed(audio, end_sample))
+            emb = self.embedder.embed(audio, end_sample)
+            sims = self.triggers.similarities(emb)
             scores = self.triggers.score(sims)
         events: list[Event] = []
         for st in self._states.values():
@@ -151,7 +153,7 @@ class Detector:
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
-        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims)
+        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, emb)
         return self._result(window, events)
 
     def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf

@@ -86,8 +86,10 @@ class MqttPublisher:
 
     def __init__(self, config: MqttConfig, triggers: Sequence[TriggerConfig], model_id: str,
                  spool_path: Path, discovery_path: Path,
-                 on_command: OnCommand | None = None) -> None:
+                 on_command: OnCommand | None = None,
+                 configuration_url: str | None = None) -> None:
         self.config = config
+        self.configuration_url = configuration_url  # the web page, when it is on
         self.model_id = model_id
         self.discovery_path = Path(discovery_path)
         self._on_command = on_command
@@ -331,6 +333,8 @@ class MqttPublisher:
         """Discovery for ``triggers``; entities and retained state of triggers published
         before (this run or, per the memory file, an earlier one) are cleared."""
         configs = discovery_configs(self.config, triggers, self.model_id)
+        for payload in configs.values() if self.configuration_url else ():
+            payload.setdefault("device", {})["configuration_url"] = self.configuration_url
         names = {t.name for t in triggers}
         earlier = load_published(self.discovery_path)
         for name in sorted((earlier.triggers | self._published_triggers) - names):
