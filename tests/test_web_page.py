@@ -18,6 +18,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from listener.history.store import iso_ts
 from tests.fixtures_daemon import DEFAULTS, Proc, file_source, make_stream, trigger
 from tests.helpers import free_port, write_config
 
@@ -117,9 +118,3 @@ def test_page_shows_live_scores_plays_clips_searches_and_switches(
     assert stored["siren"]["enabled"] is False
     p.wait_log(lambda ln: ln.get("event") == "trigger switched" and ln.get("by") == "web", 10,
                "the switch in the log")
-
-
-def iso_ts(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -45,12 +45,13 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE INDEX IF NOT EXISTS windows_ts ON windows (ts);
 """
 
+START_SLACK = 3.0  # seconds a start event may be confirmed after its sound began
 ROW_OVERHEAD = 48  # bytes per window row besides the embedding (ts, stream, level, index)
 
 
-def event_ts(event: Event) -> float:
+def iso_ts(iso: str) -> float:
     """An event's wall time (``time``, UTC ISO-8601 with Z) as UNIX seconds."""
-    return datetime.fromisoformat(event.time.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class HistoryWriter:
             self.db.executemany(
                 "INSERT INTO events (id, type, trigger, stream, ts, clip, json)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.id, e.type, e.trigger, s, event_ts(e), e.clip, e.to_json())
+                [(e.id, e.type, e.trigger, s, iso_ts(e.time), e.clip, e.to_json())
                  for e, s in events])
             self.db.executemany(
                 "INSERT INTO windows (ts, stream, seconds, level, emb) VALUES (?, ?, ?, ?, ?)",
@@ -167,10 +168,13 @@ class HistoryReader:
         return [json.loads(r[0]) for r in rows]
 
     def clip_near(self, start: float, end: float, stream: str) -> dict[str, Any] | None:
-        """The end event with a clip closest after a span (its sound ended within it)."""
+        """The first event with a clip whose sound overlaps a span: it ended (its end
+        window) after the span began and started (its confirming window, about a hop
+        after the sound began) by the span's end."""
         row = self.db.execute(
-            "SELECT json FROM events WHERE type = 'end' AND clip IS NOT NULL AND stream = ?"
-            " AND ts >= ? AND ts <= ? ORDER BY ts LIMIT 1", (stream, start, end + 60.0)
+            "SELECT e.json FROM events e JOIN events s ON s.id = e.id AND s.type = 'start'"
+            " WHERE e.type = 'end' AND e.clip IS NOT NULL AND e.stream = ? AND e.ts >= ?"
+            " AND s.ts <= ? ORDER BY e.ts LIMIT 1", (stream, start, end + START_SLACK)
         ).fetchone()
         return None if row is None else json.loads(row[0])
 

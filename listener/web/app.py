@@ -24,7 +24,7 @@ import numpy as np
 
 from listener.detect.triggers import TriggerSet
 from listener.history.search import merge_spans, parse_duration, score_windows, timeline
-from listener.history.store import HistoryReader
+from listener.history.store import HistoryReader, iso_ts
 from listener.service.commands import Commands
 from listener.web.live import LiveFeed
 
@@ -188,7 +188,7 @@ class WebApp:
         the trigger set in force (the same scoring as the detector)."""
         rows = self._event_rows(event_id)
         trigger = rows[0]["trigger"]
-        times = [_ts(r["time"]) for r in rows]
+        times = [iso_ts(r["time"]) for r in rows]
         start, end = min(times) - 15.0, max(times) + 15.0
         triggers = self.ctx.trigger_set()
         ts, scores = [], []
@@ -269,7 +269,3 @@ def _duration(text: str | None, default: float) -> float:
     except ValueError as exc:
         bottle.abort(400, str(exc))
         raise
-
-
-def _ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,104 @@
+"""The web page's guards, against a real daemon: a password on every request beyond
+loopback (page, API, live stream, clips), never in a log; clip ids cannot leave the
+clips directory; the config refuses a wide bind without a password."""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from listener.detect.events import Event
+from listener.history.store import HistoryWriter
+from tests.fixtures_daemon import Proc, make_stream
+from tests.helpers import assert_clean_error, free_port, run_cli
+from tests.test_web_page import get_json, wait_for, web_config
+
+SECRET = "correct-horse-battery"
+
+
+def status(url: str, password: str | None = None, bearer: bool = False,
+           method: str = "GET") -> int:
+    req = urllib.request.Request(url, method=method)
+    if password is not None:
+        value = (f"Bearer {password}" if bearer else
+                 "Basic " + base64.b64encode(f"me:{password}".encode()).decode())
+        req.add_header("Authorization", value)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read(1)
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_beyond_loopback_every_request_needs_the_password(
+        tmp_path: Path, hearing_model_dir: Path, procs):
+    wav = make_stream(tmp_path, "stream.wav", [("alarm", 3.0)], 20.0)
+    (tmp_path / "web-password").write_text(SECRET + "\n")
+    port = free_port()
+    web_config(tmp_path, hearing_model_dir, wav, port, host="0.0.0.0",
+               password_file="web-password")
+    p = Proc(tmp_path)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
+    base = f"http://127.0.0.1:{port}"
+    ok = lambda: status(base + "/api/events?type=end", SECRET) == 200 and get_ends(base)  # noqa: E731
+    ev = wait_for(ok, 40, "an ended event")[0]
+    paths = ["/", "/static/app.js", "/api/status", "/api/events", f"/api/events/{ev['id']}",
+             f"/api/events/{ev['id']}/clip.wav", "/api/search?q=beep", "/api/try?q=beep"]
+    for path in paths:
+        assert status(base + path) == 401, path
+        assert status(base + path, "wrong") == 401, path
+        assert status(base + path, SECRET) == 200, path
+    assert status(base + "/api/events", SECRET, bearer=True) == 200
+    assert status(base + "/api/triggers/alarm/enabled", method="POST") == 401
+    # the live stream too (checked before it starts streaming)
+    assert status(base + "/api/live") == 401
+    p.kill()
+    assert SECRET not in p.text()
+
+
+def get_ends(base: str) -> list:
+    req = urllib.request.Request(base + "/api/events?type=end")
+    req.add_header("Authorization", "Bearer " + SECRET)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        import json
+        return [e for e in json.loads(r.read())["events"] if e.get("clip")]
+
+
+def test_clip_ids_cannot_leave_the_clips_directory(
+        tmp_path: Path, hearing_model_dir: Path, procs):
+    wav = make_stream(tmp_path, "stream.wav", [("alarm", 3.0)], 20.0)
+    port = free_port()
+    web_config(tmp_path, hearing_model_dir, wav, port)
+    p = Proc(tmp_path)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
+    base = f"http://127.0.0.1:{port}"
+    ev = wait_for(lambda: [e for e in get_json(base + "/api/events?type=end")["events"]
+                           if e.get("clip")], 40, "an event with a clip")[0]
+    assert status(base + f"/api/events/{ev['id']}/clip.wav") == 200
+    # a history row naming a file outside the clips directory (a damaged or forged row)
+    secret_file = tmp_path / "not-a-clip.wav"
+    secret_file.write_bytes(b"RIFF private")
+    forged = Event(type="end", id="f" * 32, trigger="alarm", score=0.1, peak_score=0.9,
+                   match="x", window_start=0, window_end=1, time=ev["time"], model="m",
+                   clip=str(tmp_path / "state" / "clips" / ".." / ".." / "not-a-clip.wav"))
+    writer = HistoryWriter(tmp_path / "state" / "history.sqlite3")
+    writer.add([(forged, "default")], [])
+    writer.close()
+    assert status(base + f"/api/events/{'f' * 32}/clip.wav") == 403
+    for bad in ("..%2F..%2Fnot-a-clip", "../../not-a-clip", "%2e%2e", "ABC", ev["id"] + "0",
+                "..%252F..%252Fnot-a-clip"):
+        assert status(base + f"/api/events/{bad}/clip.wav") in (400, 404), bad
+    assert status(base + "/static/..%2F..%2Fconfig%2Fschema.py") in (403, 404)
+
+
+def test_a_wide_bind_without_a_password_is_a_config_error(tmp_path: Path,
+                                                          hearing_model_dir: Path):
+    wav = make_stream(tmp_path, "stream.wav", [], 12.0)
+    web_config(tmp_path, hearing_model_dir, wav, free_port(), host="0.0.0.0")
+    r = run_cli("check-config", "--config", "config.yaml", cwd=tmp_path)
+    assert_clean_error(r, "config.yaml:", "web.host", "web.password")
