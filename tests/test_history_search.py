@@ -52,7 +52,8 @@ def test_search_by_words_and_by_clip_finds_the_sound(tmp_path: Path, hearing_mod
     assert best["clip_event"] == end["id"]
     # by example: a 10-s recording holding the siren finds the windows that hold it
     audio = load_audio(tmp_path / "stream.wav")
-    write_wav(tmp_path / "example.wav", audio[int((SIREN_AT - 2) * RATE):int((SIREN_AT + 8) * RATE)])
+    excerpt = audio[int((SIREN_AT - 2) * RATE):int((SIREN_AT + 8) * RATE)]
+    write_wav(tmp_path / "example.wav", excerpt)
     r = run_cli("search", "-c", "config.yaml", "--example", "example.wav", "--jsonl",
                 "--top", "3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

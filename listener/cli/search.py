@@ -20,6 +20,7 @@ from listener.cli import add_command, add_config_option, doc_body
 from listener.errors import UserError
 from listener.history.search import parse_duration
 
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
