@@ -5,7 +5,6 @@ its clip, and retention bounds the file by age and size."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,15 @@ def recorded(tmp_path: Path, model: Path) -> tuple[float, dict]:
                  logging={"level": "info"}, state_dir="state")
     p = Proc(tmp_path)
     assert p.wait(90) == 0, p.text()[-3000:]
-    db = sqlite3.connect(tmp_path / "state" / "history.sqlite3")
-    rows = [json.loads(r[0]) for r in db.execute("SELECT json FROM events ORDER BY seq")]
-    windows = db.execute("SELECT COUNT(*), LENGTH(emb) FROM windows").fetchone()
-    db.close()
-    # every window scored is stored (float16: 2 bytes a dimension); both events kept whole
-    assert windows[0] >= 25 and windows[1] % 2 == 0
+    reader = HistoryReader(tmp_path / "state" / "history.sqlite3")
+    try:
+        rows = [e for _, e in reversed(reader.events())]
+        blocks = list(reader.window_blocks(0))
+    finally:
+        reader.close()
+    # every window scored is stored, as float16; both events kept whole
+    assert sum(b.ts.size for b in blocks) >= 25
+    assert blocks[0].emb.dtype == np.float16 and blocks[0].emb.shape[1] == 128
     start = next(r for r in rows if r["type"] == "start")
     end = next(r for r in rows if r["type"] == "end")
     assert start["id"] == end["id"] and end["clip"]
@@ -74,12 +76,15 @@ def test_search_by_words_and_by_clip_finds_the_sound(tmp_path: Path, hearing_mod
 def test_retention_by_age_and_size(tmp_path: Path):
     path = tmp_path / "history.sqlite3"
     dim, now = 512, 1_800_000_000.0
-    per_row = dim * 2 + 48
+    block_bytes = 25 * (dim * 2 + 8 + 4 + 4) + 64  # a row of 25 windows
     writer = HistoryWriter(path, events_max_age_days=1.0, events_max_rows=3,
-                           embeddings_hours=1.0, embeddings_max_mb=100 * per_row / 1e6)
+                           embeddings_hours=1.0, embeddings_max_mb=4 * block_bytes / 1e6)
     vec = np.ones(dim, np.float32) / np.sqrt(dim)
-    windows = [WindowRow(now - 7200 + i, "default", 10.0, -40.0, vec) for i in range(50)]
-    windows += [WindowRow(now - 300 + i, "default", 10.0, -40.0, vec) for i in range(150)]
+    writer.add([], [WindowRow(now - 7200 + i, "default", 10.0, -40.0, vec) for i in range(50)])
+    for first in range(0, 150, 25):  # six blocks of 25 recent windows
+        writer.add([], [WindowRow(now - 300 + first + i, "default", 10.0, -40.0, vec)
+                        for i in range(25)])
+    windows: list[WindowRow] = []
     events = [(Event(type="start", id=f"{i:032x}", trigger="t", score=0.9, peak_score=0.9,
                      match="m", window_start=0, window_end=1, time=utc_iso(now - age),
                      model="m"), "default") for i, age in enumerate([3 * 86400, 60, 50, 40, 30])]
@@ -89,7 +94,7 @@ def test_retention_by_age_and_size(tmp_path: Path):
     reader = HistoryReader(path)
     try:
         kept = list(reader.window_blocks(0))
-        assert sum(b.ts.size for b in kept) == 100  # the size cap keeps the newest
+        assert sum(b.ts.size for b in kept) == 100  # the size cap keeps the newest blocks
         assert min(b.ts.min() for b in kept) == now - 300 + 50
         assert [e["id"] for _, e in reader.events()] == [f"{i:032x}" for i in (4, 3, 2)]
     finally:

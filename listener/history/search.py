@@ -13,15 +13,18 @@ the hop where it left the oldest one).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from listener.detect.events import utc_iso
-from listener.history.store import HistoryReader
+from listener.history.store import BLOCK_WINDOWS, HistoryReader, WindowRow, Windows
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CANDIDATES = 50  # windows looked at per span asked for
+GROUP = 1024  # windows per conversion + matrix product (float32 copy stays in cache)
 DROP = 0.05  # a neighbour joins a span while its score is within this of the peak
 
 
@@ -60,22 +63,43 @@ class Scored:
 
 
 def score_windows(reader: HistoryReader, query: np.ndarray, since: float,
-                  stream: str | None = None) -> Scored:
+                  stream: str | None = None, pending: Sequence[WindowRow] = ()) -> Scored:
+    """``pending``: windows not written yet (the daemon's page adds them). Blocks are
+    scored ``GROUP`` windows at a time: one conversion and one matrix product each."""
     q = np.asarray(query, np.float32).ravel()
     q = q / max(float(np.linalg.norm(q)), 1e-12)
-    parts: list[tuple[np.ndarray, list[str], np.ndarray, np.ndarray]] = []
-    for block in reader.window_blocks(since, stream):
+    recent = [w for w in pending if w.ts >= since and stream in (None, w.stream)]
+    stored = reader.window_blocks(since, stream)
+    ts, codes, seconds, scores, embs = [], [], [], [], []
+    names: dict[str, int] = {}
+
+    def score_group() -> None:
+        if embs:
+            scores.append(np.concatenate(embs).astype(np.float32) @ q)
+            embs.clear()
+    for block in [*stored, Windows.of(recent)] if recent else stored:
         if block.emb.shape[1] != q.size:
             raise ValueError(f"stored embeddings have {block.emb.shape[1]} dimensions, the "
                              f"query {q.size}: the history was made with another model")
-        parts.append((block.ts, block.streams, block.seconds,
-                      block.emb.astype(np.float32) @ q))
-    if not parts:
+        ts.append(block.ts)
+        first = block.streams[0] if block.streams else ""
+        if all(n == first for n in block.streams):  # a stored block is one stream's
+            codes.append(np.full(len(block.streams), names.setdefault(first, len(names))))
+        else:
+            codes.append(np.asarray([names.setdefault(n, len(names)) for n in block.streams]))
+        seconds.append(block.seconds)
+        embs.append(block.emb)
+        if len(embs) * BLOCK_WINDOWS >= GROUP:
+            score_group()
+    score_group()
+    if not ts:
         empty = np.zeros(0)
         return Scored(empty, np.zeros(0, object), empty, empty)
-    return Scored(np.concatenate([p[0] for p in parts]),
-                  np.asarray([s for p in parts for s in p[1]], object),
-                  np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+    all_ts, all_codes = np.concatenate(ts), np.concatenate(codes)
+    order = np.lexsort((all_ts, all_codes))  # stream, then time (pending ones come last)
+    streams = np.asarray(list(names), object)[all_codes[order]]
+    return Scored(all_ts[order], streams, np.concatenate(seconds)[order],
+                  np.concatenate(scores)[order])
 
 
 def _hop(ts: np.ndarray) -> float:
@@ -91,29 +115,29 @@ def merge_spans(scored: Scored, top: int = 10, drop: float = DROP,
     if n == 0:
         return []
     hop = _hop(scored.ts)
-    used = np.zeros(n, bool)
     # a window continues its neighbour when it is the same stream and about one hop later
-    joined = (scored.streams[1:] == scored.streams[:-1]) & (np.diff(scored.ts) <= 1.5 * hop)
+    joined = ((scored.streams[1:] == scored.streams[:-1])
+              & (np.diff(scored.ts) <= 1.5 * hop)).tolist()
+    sc, used = scored.scores.tolist(), bytearray(n)
+    # the best few hundred windows are enough to find the best spans (and bound the loop)
+    m = min(n, top * CANDIDATES)
+    best = np.argpartition(-scored.scores, m - 1)[:m]
     spans: list[Span] = []
-    for i in np.argsort(-scored.scores, kind="stable"):
-        if len(spans) >= top:
-            break
-        peak = float(scored.scores[i])
-        if min_score is not None and peak < min_score:
+    for i in best[np.argsort(-scored.scores[best], kind="stable")].tolist():
+        peak = sc[i]
+        if len(spans) >= top or (min_score is not None and peak < min_score):
             break
         if used[i]:
             continue
-        lo = hi = int(i)
-        while lo > 0 and joined[lo - 1] and not used[lo - 1] and \
-                scored.scores[lo - 1] >= peak - drop:
+        lo = hi = i
+        while lo > 0 and joined[lo - 1] and not used[lo - 1] and sc[lo - 1] >= peak - drop:
             lo -= 1
-        while hi < n - 1 and joined[hi] and not used[hi + 1] and \
-                scored.scores[hi + 1] >= peak - drop:
+        while hi < n - 1 and joined[hi] and not used[hi + 1] and sc[hi + 1] >= peak - drop:
             hi += 1
         # a window next to a span already found is that span's tail, not a new moment
         tail = (lo > 0 and joined[lo - 1] and used[lo - 1]) or \
             (hi < n - 1 and joined[hi] and used[hi + 1])
-        used[lo:hi + 1] = True
+        used[lo:hi + 1] = b"\x01" * (hi - lo + 1)
         if tail:
             continue
         first_end, last_end = float(scored.ts[lo]), float(scored.ts[hi])

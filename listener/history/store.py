@@ -7,9 +7,11 @@ event once the broker acknowledged it, the history keeps it for the web page and
 
 - ``events``: every start and end, its JSON exactly as MQTT and `scan` print it
   (listener/detect/events.py), with its trigger, stream, wall time and clip path.
-- ``windows``: per scored window its end (UNIX seconds), stream, length, level and the
-  L2-normalised embedding as float16 (half the bytes of float32; the effect on scores
-  is measured in benchmarks/bench_history.py). No audio is stored here.
+- ``windows``: scored windows in blocks of up to ``BLOCK_WINDOWS`` consecutive ones of a
+  stream (one row per block: reading a day's 86,400 one-window rows cost SQLite about
+  half a second, 1,440 blocks a few milliseconds): each window's end (UNIX seconds),
+  length, level and L2-normalised embedding as float16 (half the bytes of float32; the
+  effect on scores is measured in benchmarks/bench_history.py). No audio is stored.
 
 WAL mode: the daemon's writer thread appends while the web page and `listener search`
 read from other connections without waiting. Retention runs in the writer, by age and
@@ -40,13 +42,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_id ON events (id);
 CREATE TABLE IF NOT EXISTS windows (
-    ts REAL NOT NULL, stream TEXT NOT NULL, seconds REAL NOT NULL, level REAL NOT NULL,
-    emb BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS windows_ts ON windows (ts);
+    stream TEXT NOT NULL, t_first REAL NOT NULL, t_last REAL NOT NULL, n INTEGER NOT NULL,
+    ts BLOB NOT NULL, seconds BLOB NOT NULL, level BLOB NOT NULL, emb BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS windows_t_last ON windows (t_last);
 """
 
+BLOCK_WINDOWS = 60  # windows per row: a day is 1,440 rows, read in a blink
+
 START_SLACK = 3.0  # seconds a start event may be confirmed after its sound began
-ROW_OVERHEAD = 48  # bytes per window row besides the embedding (ts, stream, level, index)
 
 
 def iso_ts(iso: str) -> float:
@@ -72,6 +75,32 @@ class Windows:
     seconds: np.ndarray  # float32 [N]
     level: np.ndarray  # float32 [N]
     emb: np.ndarray  # float16 [N, D]
+
+    def select(self, keep: np.ndarray) -> Windows:
+        return Windows(self.ts[keep], [s for s, k in zip(self.streams, keep, strict=True) if k],
+                       self.seconds[keep], self.level[keep], self.emb[keep])
+
+    @classmethod
+    def of(cls, rows: Sequence[WindowRow]) -> Windows:
+        return cls(np.asarray([w.ts for w in rows], np.float64), [w.stream for w in rows],
+                   np.asarray([w.seconds for w in rows], np.float32),
+                   np.asarray([w.level for w in rows], np.float32),
+                   np.asarray([w.embedding for w in rows], np.float16))
+
+
+def blocks(windows: Sequence[WindowRow]) -> Iterator[Windows]:
+    """Consecutive windows of one stream, at most BLOCK_WINDOWS at a time."""
+    by_stream: dict[str, list[WindowRow]] = {}
+    for w in windows:
+        by_stream.setdefault(w.stream, []).append(w)
+    for rows in by_stream.values():
+        for i in range(0, len(rows), BLOCK_WINDOWS):
+            yield Windows.of(rows[i:i + BLOCK_WINDOWS])
+
+
+def _block_row(b: Windows) -> tuple[Any, ...]:
+    return (b.streams[0], float(b.ts[0]), float(b.ts[-1]), int(b.ts.size), b.ts.tobytes(),
+            b.seconds.tobytes(), b.level.tobytes(), b.emb.tobytes())
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -110,9 +139,8 @@ class HistoryWriter:
                 [(e.id, e.type, e.trigger, s, iso_ts(e.time), e.clip, e.to_json())
                  for e, s in events])
             self.db.executemany(
-                "INSERT INTO windows (ts, stream, seconds, level, emb) VALUES (?, ?, ?, ?, ?)",
-                [(w.ts, w.stream, w.seconds, w.level,
-                  np.asarray(w.embedding, np.float16).tobytes()) for w in windows])
+                "INSERT INTO windows (stream, t_first, t_last, n, ts, seconds, level, emb)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [_block_row(b) for b in blocks(windows)])
 
     def retain(self, now: float | None = None) -> None:
         """Drop what is older than the retention, then the oldest beyond the size caps."""
@@ -122,13 +150,17 @@ class HistoryWriter:
             self.db.execute(
                 "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?",
                 (self.events_max_rows,))
-            self.db.execute("DELETE FROM windows WHERE ts < ?", (now - self.windows_max_age,))
-            row = self.db.execute("SELECT LENGTH(emb) FROM windows LIMIT 1").fetchone()
-            if row is not None:
-                keep = int(self.windows_max_bytes // (row[0] + ROW_OVERHEAD))
-                self.db.execute(
-                    "DELETE FROM windows WHERE rowid <= (SELECT MAX(rowid) FROM windows) - ?",
-                    (keep,))
+            self.db.execute("DELETE FROM windows WHERE t_last < ?",
+                            (now - self.windows_max_age,))
+            sizes = self.db.execute(
+                "SELECT rowid, LENGTH(emb) + LENGTH(ts) + LENGTH(seconds) + LENGTH(level) + 64"
+                " FROM windows ORDER BY t_last DESC").fetchall()
+            total, drop = 0, []
+            for rowid, size in sizes:
+                total += size
+                if total > self.windows_max_bytes:
+                    drop.append((rowid,))
+            self.db.executemany("DELETE FROM windows WHERE rowid = ?", drop)
 
     def close(self) -> None:
         self.db.close()
@@ -178,25 +210,25 @@ class HistoryReader:
         ).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def streams(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT stream FROM windows")]
-
-    def window_blocks(self, since: float, stream: str | None = None, block: int = 20000
-                      ) -> Iterator[Windows]:
-        """Stored windows from ``since`` on, ordered by stream then time, in blocks (the
-        memory a search needs stays bounded whatever the retention)."""
-        sql = "SELECT ts, stream, seconds, level, emb FROM windows WHERE ts >= ?"
-        args: list[Any] = [since]
+    def window_blocks(self, since: float, stream: str | None = None,
+                      until: float | None = None) -> Iterator[Windows]:
+        """Stored windows ending in [since, until], a block at a time, in the order they
+        were written (memory stays bounded whatever the retention)."""
+        sql = ("SELECT stream, ts, seconds, level, emb FROM windows WHERE t_last >= ?"
+               " AND t_first <= ?")
+        args: list[Any] = [since, float("inf") if until is None else until]
         if stream is not None:
             sql += " AND stream = ?"
             args.append(stream)
-        cur = self.db.execute(sql + " ORDER BY stream, ts", args)
-        while rows := cur.fetchmany(block):
-            ts, streams, seconds, level, embs = zip(*rows, strict=True)
-            emb = np.frombuffer(b"".join(embs), np.float16).reshape(len(rows), -1)
-            yield Windows(np.asarray(ts, np.float64), list(streams),
-                          np.asarray(seconds, np.float32), np.asarray(level, np.float32), emb)
+        # rowid order is time order within a stream; search sorts across streams
+        for name, ts, seconds, level, emb in self.db.execute(sql, args):
+            w = Windows(np.frombuffer(ts, np.float64), [name] * (len(ts) // 8),
+                        np.frombuffer(seconds, np.float32), np.frombuffer(level, np.float32),
+                        np.frombuffer(emb, np.float16).reshape(len(ts) // 8, -1))
+            keep = (w.ts >= since) & (w.ts <= args[1])
+            yield w if keep.all() else w.select(keep)
 
     def counts(self) -> dict[str, int]:
-        return {t: int(self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                for t in ("events", "windows")}
+        return {"events": int(self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]),
+                "windows": int(self.db.execute("SELECT COALESCE(SUM(n), 0) FROM windows"
+                                               ).fetchone()[0])}

@@ -182,6 +182,7 @@ class Daemon:
             clips_dir=(cfg.clips.dir or state.clips) if cfg.clips.enabled else None,
             embed_text=lambda text: stack.embed_texts([text])[0],
             trigger_set=lambda: pipeline.detector.triggers, stats=self.stats,
+            pending=self.history.pending if self.history is not None else list,
             model_id=stack.model_id, stream=DEFAULT_STREAM)
         self.web_app = WebApp(ctx)
         self.web = WebServer(cfg.web, self.web_app.app, read_password(cfg.web, "web"))

@@ -24,7 +24,7 @@ import numpy as np
 
 from listener.detect.triggers import TriggerSet
 from listener.history.search import merge_spans, parse_duration, score_windows, timeline
-from listener.history.store import HistoryReader, iso_ts
+from listener.history.store import HistoryReader, WindowRow, Windows, iso_ts
 from listener.service.commands import Commands
 from listener.web.live import LiveFeed
 
@@ -45,6 +45,7 @@ class WebContext:
     embed_text: Callable[[str], np.ndarray]
     trigger_set: Callable[[], TriggerSet]
     stats: Callable[[], dict[str, Any]]
+    pending: Callable[[], list[WindowRow]]  # windows the history has not written yet
     model_id: str
     stream: str
 
@@ -194,16 +195,16 @@ class WebApp:
         ts, scores = [], []
         reader = self._reader()
         try:
-            for block in reader.window_blocks(start):
-                for t, emb in zip(block.ts, block.emb, strict=True):
-                    if t > end:
-                        break
-                    s = triggers.score(triggers.similarities(emb.astype(np.float32)))
-                    if trigger in s:
-                        ts.append(round(float(t), 3))
-                        scores.append(round(s[trigger].score, 4))
+            stored = list(reader.window_blocks(start, until=end))
         finally:
             reader.close()
+        recent = [w for w in self.ctx.pending() if start <= w.ts <= end]
+        for block in [*stored, Windows.of(recent)] if recent else stored:
+            for t, emb in zip(block.ts, block.emb, strict=True):
+                s = triggers.score(triggers.similarities(emb.astype(np.float32)))
+                if trigger in s:
+                    ts.append(round(float(t), 3))
+                    scores.append(round(s[trigger].score, 4))
         return {"trigger": trigger, "ts": ts, "scores": scores,
                 "event_ts": [round(t, 3) for t in times]}
 
@@ -223,7 +224,7 @@ class WebApp:
         try:
             t0 = time.perf_counter()
             spans = merge_spans(score_windows(reader, query, time.time() - since,
-                                              q.get("stream") or None),
+                                              q.get("stream") or None, self.ctx.pending()),
                                 top=min(_int(q.get("top"), 10, "top"), 100))
             found = []
             for s in spans:
@@ -242,7 +243,7 @@ class WebApp:
         reader = self._reader()
         try:
             scored = score_windows(reader, query, time.time() - minutes * 60.0,
-                                   q.get("stream") or None)
+                                   q.get("stream") or None, self.ctx.pending())
         finally:
             reader.close()
         return {"query": q.get("q"), "minutes": minutes, **timeline(scored),
