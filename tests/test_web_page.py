@@ -6,6 +6,7 @@ clip plays, a search finds the inserted sound's time, a trigger is switched off.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -118,3 +119,7 @@ def test_page_shows_live_scores_plays_clips_searches_and_switches(
     assert stored["siren"]["enabled"] is False
     p.wait_log(lambda ln: ln.get("event") == "trigger switched" and ln.get("by") == "web", 10,
                "the switch in the log")
+
+    # an open page (its live stream) does not hold the daemon up at SIGTERM
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0, p.text()[-3000:]
