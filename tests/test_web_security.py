@@ -102,3 +102,30 @@ def test_a_wide_bind_without_a_password_is_a_config_error(tmp_path: Path,
     web_config(tmp_path, hearing_model_dir, wav, free_port(), host="0.0.0.0")
     r = run_cli("check-config", "--config", "config.yaml", cwd=tmp_path)
     assert_clean_error(r, "config.yaml:", "web.host", "web.password")
+
+
+def test_home_assistant_device_links_to_the_page(mosquitto, mqtt_subscriber, tmp_path: Path):
+    import json
+
+    from listener.config.schema import WebConfig
+    from listener.mqtt.publisher import MqttPublisher
+    from listener.service.state_files import StateDir
+    from listener.web.server import page_url
+    from tests.fixtures_broker import mqtt_config
+    from tests.mqtt_driver import trigger
+
+    sub = mqtt_subscriber(mosquitto, "homeassistant/#")
+    url = page_url(WebConfig(enabled=True, port=8800))
+    assert url == "http://127.0.0.1:8800/"
+    files = StateDir(tmp_path)
+    pub = MqttPublisher(mqtt_config(mosquitto), [trigger("smoke")], "m", files.spool,
+                        files.published_discovery, configuration_url=url)
+    pub.start()
+    try:
+        configs = sub.wait_for(
+            lambda ms: [json.loads(m.payload) for m in ms
+                        if m.topic.endswith("/config") and m.payload] or None,
+            10, "discovery configs")
+    finally:
+        pub.close()
+    assert all(c["device"]["configuration_url"] == url for c in configs)

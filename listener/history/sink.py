@@ -17,11 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event
 from listener.history.store import BLOCK_WINDOWS, HistoryWriter, WindowRow
 from listener.logs import get_logger
+
+if TYPE_CHECKING:
+    from listener.config.schema import HistoryConfig
 
 log = get_logger("listener.history")
 
@@ -133,7 +137,7 @@ class HistorySink:
         self._thread.join(timeout=10.0)
 
 
-def history_sink(path: Path, cfg, stream: str = DEFAULT_STREAM) -> HistorySink:
+def history_sink(path: Path, cfg: HistoryConfig, stream: str = DEFAULT_STREAM) -> HistorySink:
     """A sink writing to ``path`` with the retention of ``web.history`` (``cfg``)."""
     return HistorySink(lambda: HistoryWriter(
         path, cfg.events_max_age_days, cfg.events_max_rows, cfg.embeddings_hours,
