@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from listener.history.store import iso_ts
+from tests.fixtures_broker import wait_until
 from tests.fixtures_daemon import DEFAULTS, Proc, file_source, make_stream, trigger
 from tests.helpers import free_port, write_config
 
@@ -43,14 +43,19 @@ def get_json(url: str) -> Any:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return wait_until(check, timeout, what, interval=0.1)
+
+
+def page_daemon(d: Path, model: Path, procs: list, events: list[tuple[str, float]],
+                seconds: float, **web: Any) -> tuple[Proc, str]:
+    """A daemon with the page on, on a paced stream with ``events``; (it, the page's URL)."""
+    wav = make_stream(d, "stream.wav", events, seconds)
+    port = free_port()
+    web_config(d, model, wav, port, **web)
+    p = Proc(d)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
+    return p, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -70,13 +75,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def test_page_shows_live_scores_plays_clips_searches_and_switches(
         tmp_path: Path, hearing_model_dir: Path, procs, browser):
-    wav = make_stream(tmp_path, "stream.wav", [("alarm", ALARM_AT), ("siren", 24.0)], 40.0)
-    port = free_port()
-    web_config(tmp_path, hearing_model_dir, wav, port)
-    p = Proc(tmp_path)
-    procs.append(p)
-    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
-    base = f"http://127.0.0.1:{port}"
+    p, base = page_daemon(tmp_path, hearing_model_dir, procs,
+                          [("alarm", ALARM_AT), ("siren", 24.0)], 40.0)
     browser.get(base + "/")
 
     # live: the alarm's bar follows its score window after window

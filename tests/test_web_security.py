@@ -11,9 +11,9 @@ from pathlib import Path
 
 from listener.detect.events import Event
 from listener.history.store import HistoryWriter
-from tests.fixtures_daemon import Proc, make_stream
+from tests.fixtures_daemon import make_stream
 from tests.helpers import assert_clean_error, free_port, run_cli
-from tests.test_web_page import get_json, wait_for, web_config
+from tests.test_web_page import get_json, page_daemon, wait_for, web_config
 
 SECRET = "correct-horse-battery"
 
@@ -35,15 +35,9 @@ def status(url: str, password: str | None = None, bearer: bool = False,
 
 def test_beyond_loopback_every_request_needs_the_password(
         tmp_path: Path, hearing_model_dir: Path, procs):
-    wav = make_stream(tmp_path, "stream.wav", [("alarm", 3.0)], 20.0)
     (tmp_path / "web-password").write_text(SECRET + "\n")
-    port = free_port()
-    web_config(tmp_path, hearing_model_dir, wav, port, host="0.0.0.0",
-               password_file="web-password")
-    p = Proc(tmp_path)
-    procs.append(p)
-    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
-    base = f"http://127.0.0.1:{port}"
+    p, base = page_daemon(tmp_path, hearing_model_dir, procs, [("alarm", 3.0)], 20.0,
+                          host="0.0.0.0", password_file="web-password")
     ok = lambda: status(base + "/api/events?type=end", SECRET) == 200 and get_ends(base)  # noqa: E731
     ev = wait_for(ok, 40, "an ended event")[0]
     paths = ["/", "/static/app.js", "/api/status", "/api/events", f"/api/events/{ev['id']}",
@@ -70,13 +64,7 @@ def get_ends(base: str) -> list:
 
 def test_clip_ids_cannot_leave_the_clips_directory(
         tmp_path: Path, hearing_model_dir: Path, procs):
-    wav = make_stream(tmp_path, "stream.wav", [("alarm", 3.0)], 20.0)
-    port = free_port()
-    web_config(tmp_path, hearing_model_dir, wav, port)
-    p = Proc(tmp_path)
-    procs.append(p)
-    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
-    base = f"http://127.0.0.1:{port}"
+    _, base = page_daemon(tmp_path, hearing_model_dir, procs, [("alarm", 3.0)], 20.0)
     ev = wait_for(lambda: [e for e in get_json(base + "/api/events?type=end")["events"]
                            if e.get("clip")], 40, "an event with a clip")[0]
     assert status(base + f"/api/events/{ev['id']}/clip.wav") == 200
