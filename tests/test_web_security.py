@@ -11,6 +11,7 @@ from pathlib import Path
 
 from listener.detect.events import Event
 from listener.history.store import HistoryWriter
+from listener.web.app import MAX_LIVE
 from tests.fixtures_daemon import make_stream
 from tests.helpers import assert_clean_error, free_port, run_cli
 from tests.test_web_page import get_json, page_daemon, wait_for, web_config
@@ -82,6 +83,27 @@ def test_clip_ids_cannot_leave_the_clips_directory(
                 "..%252F..%252Fnot-a-clip"):
         assert status(base + f"/api/events/{bad}/clip.wav") in (400, 404), bad
     assert status(base + "/static/..%2F..%2Fconfig%2Fschema.py") in (403, 404)
+
+
+def test_loopback_page_refuses_other_host_names_and_too_many_live_pages(
+        tmp_path: Path, hearing_model_dir: Path, procs):
+    """DNS rebinding: a site pointing its name at 127.0.0.1 gets nothing; live streams are
+    capped so the API keeps server threads."""
+    _, base = page_daemon(tmp_path, hearing_model_dir, procs, [], 30.0)
+    req = urllib.request.Request(base + "/api/status", headers={"Host": "evil.example"})
+    try:
+        urllib.request.urlopen(req, timeout=10)
+        raise AssertionError("served a foreign Host")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403
+    assert status(base.replace("127.0.0.1", "localhost") + "/api/status") == 200
+    streams = [urllib.request.urlopen(base + "/api/live", timeout=10) for _ in range(MAX_LIVE)]
+    try:
+        assert status(base + "/api/live") == 503
+        assert status(base + "/api/status") == 200
+    finally:
+        for s in streams:
+            s.close()
 
 
 def test_a_wide_bind_without_a_password_is_a_config_error(tmp_path: Path,

@@ -26,12 +26,13 @@ from listener.detect.triggers import TriggerSet
 from listener.history.search import merge_spans, parse_duration, score_windows, timeline
 from listener.history.store import HistoryReader, WindowRow, Windows, iso_ts
 from listener.service.commands import Commands
-from listener.web.live import LiveFeed
+from listener.web.live import MIN_INTERVAL, LiveFeed
 
 STATIC = Path(__file__).parent / "static"
 EVENT_ID = re.compile(r"[0-9a-f]{32}")
 KEEPALIVE_SECONDS = 15.0  # a comment line on an idle live stream (proxies, dead peers)
 PAGE_LIMIT = 200
+MAX_LIVE = 5  # open live streams (one server thread each; the rest serve the API)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class WebApp:
         self.ctx = ctx
         self.stopping = threading.Event()
         self._embed_lock = threading.Lock()  # the text tower runs once at a time
+        self._live_lock = threading.Lock()
+        self.live_clients = 0
         app = self.app = bottle.Bottle(autojson=True)
         app.default_error_handler = _json_error  # type: ignore[method-assign]
         app.route("/", callback=self.page)
@@ -98,6 +101,10 @@ class WebApp:
 
     def live(self) -> Iterator[str]:
         """Server-sent events: one ``data:`` line per new state, newest only."""
+        with self._live_lock:
+            if self.live_clients >= MAX_LIVE:
+                bottle.abort(503, f"{MAX_LIVE} pages are open already; close one")
+            self.live_clients += 1
         bottle.response.content_type = "text/event-stream"
         bottle.response.set_header("Cache-Control", "no-cache")
         bottle.response.set_header("X-Accel-Buffering", "no")
@@ -105,14 +112,18 @@ class WebApp:
 
         def stream() -> Iterator[str]:
             nonlocal seq, last
-            yield "retry: 2000\n\n"
-            while not self.stopping.is_set() and not feed.closed:
-                wait = max(0.0, last + 0.2 - time.monotonic())
-                if wait:
-                    self.stopping.wait(wait)
-                seq, msg = feed.wait(seq, KEEPALIVE_SECONDS)
-                last = time.monotonic()
-                yield ": keepalive\n\n" if msg is None else f"data: {json.dumps(msg)}\n\n"
+            try:
+                yield "retry: 2000\n\n"
+                while not self.stopping.is_set() and not feed.closed:
+                    wait = max(0.0, last + MIN_INTERVAL - time.monotonic())
+                    if wait:
+                        self.stopping.wait(wait)
+                    seq, msg = feed.wait(seq, KEEPALIVE_SECONDS)
+                    last = time.monotonic()
+                    yield ": keepalive\n\n" if msg is None else f"data: {json.dumps(msg)}\n\n"
+            finally:  # the browser left (a failed write closes the generator) or stopping
+                with self._live_lock:
+                    self.live_clients -= 1
         return stream()
 
     def switch(self, name: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ werkzeug's server cost 7 MB, Falcon with cheroot 6 MB).
 :class:`AuthGate` checks every request (the page, the API, clips and the live stream)
 when a password is configured: HTTP Basic (any user name; the browser asks once and
 sends it with the audio and event-stream requests too) or ``Authorization: Bearer``
-for scripts. The config refuses an address beyond loopback without a password
+for scripts. Without a password (loopback only) :class:`HostGate` refuses requests
+for any other host name. The config refuses an address beyond loopback without a password
 (listener/config/schema.py). Nothing logs a request's headers.
 """
 
@@ -29,7 +30,7 @@ from listener.logs import get_logger
 
 log = get_logger("listener.web")
 
-THREADS = 8  # each open page holds one for its live stream
+THREADS = 8  # each open page holds one for its live stream (at most app.MAX_LIVE)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -62,6 +63,27 @@ class AuthGate:
         return [b'{"error": "password required", "status": 401}']
 
 
+class HostGate:
+    """WSGI middleware for a page without a password (loopback only): refuses requests
+    whose ``Host`` is not this machine's loopback name, so a web site that points its
+    own name at 127.0.0.1 (DNS rebinding) cannot read the page from a browser here."""
+
+    LOCAL = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+    def __init__(self, app: Wsgi, host: str) -> None:
+        self.app = app
+        self.allowed = self.LOCAL | {host}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name in self.allowed:
+            return self.app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "application/json")])
+        return [b'{"error": "unknown Host; open the page as 127.0.0.1", "status": 403}']
+
+
 def page_url(cfg: WebConfig, port: int | None = None) -> str:
     """The page's address as others reach it (a wildcard bind: this host's name)."""
     host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else socket.getfqdn()
@@ -74,7 +96,7 @@ class WebServer:
 
     def __init__(self, cfg: WebConfig, app: Wsgi, password: str | None) -> None:
         self.cfg = cfg
-        wrapped = AuthGate(app, password) if password else app
+        wrapped = AuthGate(app, password) if password else HostGate(app, cfg.host)
         self.server = wsgi.Server((cfg.host, cfg.port), wrapped, numthreads=THREADS,
                                   server_name="listener", timeout=30)
         self._thread: threading.Thread | None = None
