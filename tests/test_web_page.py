@@ -98,6 +98,11 @@ def test_page_shows_live_scores_plays_clips_searches_and_switches(
         "return arguments[0].readyState >= 1 && arguments[0].duration", audio), 20,
         "the clip's metadata loaded")
     assert duration > 1.0
+    # search by example: the event's clip finds moments (the audio tower, in the daemon)
+    item.find_element(By.CSS_SELECTOR, "button.similar").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#results li.span"), 30,
+             "moments like the clip")
+    browser.execute_script("document.querySelector('#results').replaceChildren()")
 
     # search by words: the best span holds the alarm's time
     start = next(e for e in get_json(base + "/api/events?trigger=alarm&type=start")["events"])

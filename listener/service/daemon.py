@@ -181,6 +181,7 @@ class Daemon:
             history=state.history if self.history is not None else None,
             clips_dir=(cfg.clips.dir or state.clips) if cfg.clips.enabled else None,
             embed_text=lambda text: stack.embed_texts([text])[0],
+            embed_audio=stack.embed_example,
             trigger_set=lambda: pipeline.detector.triggers, stats=self.stats,
             pending=self.history.pending if self.history is not None else list,
             model_id=stack.model_id, stream=DEFAULT_STREAM)

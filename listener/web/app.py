@@ -44,6 +44,7 @@ class WebContext:
     history: Path | None
     clips_dir: Path | None
     embed_text: Callable[[str], np.ndarray]
+    embed_audio: Callable[[Path], np.ndarray]  # a recording -> its embedding
     trigger_set: Callable[[], TriggerSet]
     stats: Callable[[], dict[str, Any]]
     pending: Callable[[], list[WindowRow]]  # windows the history has not written yet
@@ -183,8 +184,8 @@ class WebApp:
     def event(self, event_id: str) -> dict[str, Any]:
         return {"rows": self._event_rows(event_id)}
 
-    def clip(self, event_id: str) -> Any:
-        """The event's clip, only from inside the clips directory."""
+    def _clip_path(self, event_id: str) -> Path:
+        """The event's clip, only if it lies inside the clips directory."""
         clip = next((r["clip"] for r in reversed(self._event_rows(event_id)) if r.get("clip")),
                     None)
         if clip is None or self.ctx.clips_dir is None:
@@ -193,7 +194,13 @@ class WebApp:
         path = Path(clip).resolve()
         if not path.is_relative_to(root):
             bottle.abort(403, "clip outside the clips directory")
-        return bottle.static_file(path.name, root=str(root), mimetype="audio/wav")
+        if not path.is_file():
+            bottle.abort(404, "the clip was removed (clips retention)")
+        return path
+
+    def clip(self, event_id: str) -> Any:
+        path = self._clip_path(event_id)
+        return bottle.static_file(path.name, root=str(path.parent), mimetype="audio/wav")
 
     def event_timeline(self, event_id: str) -> dict[str, Any]:
         """The trigger's score around the event, recomputed from stored embeddings with
@@ -228,9 +235,10 @@ class WebApp:
             return self.ctx.embed_text(text.strip())
 
     def search(self) -> dict[str, Any]:
+        """By words (``q``) or by an event's clip (``clip``: its id)."""
         q = bottle.request.query
         since = _duration(q.get("since"), 86400.0)
-        query = self._embed(q.get("q", ""))
+        query = self._clip_embedding(q["clip"]) if q.get("clip") else self._embed(q.get("q", ""))
         reader = self._reader()
         try:
             t0 = time.perf_counter()
@@ -243,8 +251,14 @@ class WebApp:
                 found.append({**s.to_dict(), "clip_event": None if ev is None else ev["id"]})
         finally:
             reader.close()
-        return {"query": q.get("q"), "spans": found,
+        return {"query": q.get("q") or q.get("clip"), "spans": found,
                 "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _clip_embedding(self, event_id: str) -> np.ndarray:
+        """The audio tower's embedding of an event's clip (search by example)."""
+        path = self._clip_path(event_id)
+        with self._embed_lock:
+            return self.ctx.embed_audio(path)
 
     def try_prompt(self) -> dict[str, Any]:
         """A prompt scored over the last ``minutes`` of stored windows: a score line."""

@@ -97,7 +97,10 @@ async function openEvent(item, ev) {
   if (ev.clip) {
     const url = `/api/events/${ev.id}/clip.wav`;
     const wave = el("canvas", { class: "wave", width: 600, height: 80 });
-    item.append(el("audio", { class: "clip", controls: true, preload: "auto", src: url }), wave);
+    const like = el("button", { class: "similar", textContent: "find similar moments" });
+    like.addEventListener("click", () => runSearch({ clip: ev.id, since: $("#since").value }));
+    item.append(el("audio", { class: "clip", controls: true, preload: "auto", src: url }), wave,
+      like);
     drawWave(wave, url);
   }
   try {
@@ -137,16 +140,20 @@ function drawLine(canvas, ts, scores, threshold, marks = []) {
 }
 
 // --- search and try a prompt -----------------------------------------------------------
-$("#search").addEventListener("submit", async (e) => {
+$("#search").addEventListener("submit", (e) => {
   e.preventDefault();
-  const q = new URLSearchParams({ q: $("#q").value, since: $("#since").value });
+  runSearch({ q: $("#q").value, since: $("#since").value });
+});
+async function runSearch(params) {
+  const q = new URLSearchParams(params);
+  $("#search-box").scrollIntoView();
   $("#results").replaceChildren(el("li", { class: "muted", textContent: "searching…" }));
   try {
     const res = await api(`/api/search?${q}`);
     $("#results").replaceChildren(...res.spans.map(spanItem));
     if (!res.spans.length) $("#results").append(el("li", { textContent: "nothing recorded" }));
   } catch (err) { $("#results").replaceChildren(el("li", { textContent: err.message })); }
-});
+}
 function spanItem(s) {
   const li = el("li", { class: "span", "data-start-ts": s.start_ts, "data-end-ts": s.end_ts,
     textContent: `${local(s.start)} – ${new Date(s.end).toLocaleTimeString()}  score ${s.score.toFixed(3)} (${s.stream})` });
