@@ -31,6 +31,7 @@ COMMANDS = (
     "check_config",
     "health",
     "embed",
+    "search",
     "model",
     "bench",
     "demo",

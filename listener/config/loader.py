@@ -92,6 +92,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     cfg.clips.dir = fix(cfg.clips.dir)
     cfg.state_dir = fix(cfg.state_dir)
     cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
+    cfg.web.password_file = fix(cfg.web.password_file)
     cfg.mqtt.tls.ca_file = fix(cfg.mqtt.tls.ca_file)
     cfg.mqtt.tls.cert_file = fix(cfg.mqtt.tls.cert_file)
     cfg.mqtt.tls.key_file = fix(cfg.mqtt.tls.key_file)
@@ -130,6 +131,7 @@ def _check_files(cfg: Config, root: Any, where: str, check_model: bool) -> list[
         for j, e in enumerate(t.examples):
             readable(e, ("triggers", i, "examples", j), "example file")
     readable(cfg.mqtt.password_file, ("mqtt", "password_file"), "password file")
+    readable(cfg.web.password_file, ("web", "password_file"), "password file")
     readable(cfg.mqtt.tls.ca_file, ("mqtt", "tls", "ca_file"), "CA file")
     readable(cfg.mqtt.tls.cert_file, ("mqtt", "tls", "cert_file"), "certificate file")
     readable(cfg.mqtt.tls.key_file, ("mqtt", "tls", "key_file"), "key file")

@@ -232,6 +232,53 @@ class MqttConfig(Strict):
     _reconnect_in_order = keeps_order("reconnect_min_seconds", "reconnect_max_seconds")
 
 
+class HistoryConfig(Strict):
+    """What the daemon keeps for the web page and `listener search` (history.sqlite3)."""
+
+    # None: kept while the web page is on
+    enabled: bool | None = None
+    events_max_age_days: PositiveFloat = 30.0
+    events_max_rows: PositiveInt = 100000
+    # one float16 embedding (1 KiB at 512 dimensions) per scored window
+    embeddings_hours: PositiveFloat = 24.0
+    embeddings_max_mb: PositiveFloat = 200.0
+
+
+class WebConfig(Strict):
+    enabled: bool = False
+    host: WireName = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8765
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+
+    @model_validator(mode="after")
+    def _password_beyond_loopback(self) -> WebConfig:
+        if self.password is not None and self.password_file is not None:
+            raise at_key("password_file", "set either password or password_file, not both")
+        if (self.enabled and not is_loopback(self.host) and self.password is None
+                and self.password_file is None):
+            raise at_key("host", f"listening on {self.host} (beyond this machine) needs "
+                         "web.password or web.password_file; or keep host: 127.0.0.1")
+        return self
+
+    @property
+    def keeps_history(self) -> bool:
+        return self.enabled if self.history.enabled is None else self.history.enabled
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -248,6 +295,7 @@ class Config(Strict):
     triggers: list[TriggerConfig] = Field(default_factory=list)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     state_dir: Path | None = None
 

@@ -67,6 +67,7 @@ class ScoredWindow:
     window_level_dbfs: float  # the whole window: what the gate compares
     gated: bool  # below the gate: the tower did not run, scores are 0
     similarities: np.ndarray | None  # cosine per row of the trigger set (None when gated)
+    embedding: np.ndarray | None = None  # the window's audio embedding (None when gated)
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,13 @@ class Detector:
         self.stats.windows += 1
         window_level, hop_level = levels_dbfs(audio, self.hop_samples)
         gated = window_level < self.gate_dbfs
-        sims: np.ndarray | None = None
+        sims = emb = None
         if gated:
             self.stats.gated += 1
             scores = self.triggers.silence()
         else:
-            sims = self.triggers.similarities(self.embedder.embed(audio, end_sample))
+            emb = self.embedder.embed(audio, end_sample)
+            sims = self.triggers.similarities(emb)
             scores = self.triggers.score(sims)
         tails = {} if gated else self._tail_scores(audio, t_start, t_end, scores)
         events: list[Event] = []
@@ -162,7 +164,7 @@ class Detector:
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
-        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims)
+        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, emb)
         return self._result(window, events)
 
     def _tail_scores(self, audio: np.ndarray, t_start: float, t_end: float,

@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from listener.config.schema import MqttConfig
+from listener.config.schema import MqttConfig, WebConfig
 from listener.errors import ConfigError
 from listener.mqtt.topics import availability_topic
 
@@ -45,8 +45,9 @@ HANDSHAKE_TIMEOUT = 5.0  # seconds for TCP connect, TLS and CONNACK each (paho's
 RETRY_INFO_INTERVAL = 60.0  # repeated connection failures: info at most this often
 
 
-def read_password(cfg: MqttConfig) -> str | None:
-    """The password from the config or the first line of ``password_file`` (never logged)."""
+def read_password(cfg: MqttConfig | WebConfig, section: str = "mqtt") -> str | None:
+    """The password from the config or the first line of ``password_file`` (never logged);
+    the web page's password (``section`` "web") is read the same way."""
     if cfg.password is not None:
         return cfg.password.get_secret_value()
     if cfg.password_file is None:
@@ -55,7 +56,7 @@ def read_password(cfg: MqttConfig) -> str | None:
         text = Path(cfg.password_file).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
-            f"mqtt.password_file {cfg.password_file}: cannot read it ({exc.strerror}); "
+            f"{section}.password_file {cfg.password_file}: cannot read it ({exc.strerror}); "
             "check the path and that the listener user may read it"
         ) from None
     lines = text.splitlines()

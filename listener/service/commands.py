@@ -1,4 +1,5 @@
-"""Commands from outside (Home Assistant's switches over MQTT) applied to listener.
+"""Commands from outside (Home Assistant's switches over MQTT, the web page's switches)
+applied to listener.
 
 The transport only says "trigger X got command C with payload P" (listener/mqtt/
 publisher.py); what that means is decided here. Today there is one command,
@@ -61,12 +62,15 @@ class Commands:
             )
             return
         try:
-            self.switches.set(trigger, value)
+            self.set_enabled(trigger, value, by="mqtt")
         except KeyError:
             log.warning("ignoring command for an unknown trigger", topic=topic,
                         known=sorted(self.switches.names()))
-            return
-        log.info("trigger switched", trigger=trigger, enabled=value, by="mqtt")
+
+    def set_enabled(self, trigger: str, value: bool, by: str) -> None:
+        """Switch a trigger (MQTT, the web page); KeyError names the known triggers."""
+        self.switches.set(trigger, value)
+        log.info("trigger switched", trigger=trigger, enabled=value, by=by)
         try:
             self.apply()
         except Exception:

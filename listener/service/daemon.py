@@ -94,6 +94,10 @@ class Daemon:
         self.stack: Any = None
         self.switches: SwitchStore | None = None
         self.open_events: OpenEvents | None = None
+        self.history: Any = None  # listener/history/sink.py, while web.history is kept
+        self.live: Any = None  # listener/web/live.py, while the page is on
+        self.web: Any = None
+        self.web_app: Any = None
         self._worker_error: BaseException | None = None
         self._signals_received: list[str] = []
 
@@ -125,19 +129,27 @@ class Daemon:
         self.stack = load_model(cfg)
         log.info("model loaded", model=self.stack.model_id,
                  seconds=round(time.monotonic() - t0, 2))
-        # runtime switches are set over MQTT; without it, the config's `enabled` applies
-        self.switches = SwitchStore(state.switches if cfg.mqtt.enabled else None,
-                                    configured_enabled(cfg))
+        # runtime switches are set over MQTT or the web page; without them, the config's
+        # `enabled` applies
+        self.switches = SwitchStore(
+            state.switches if cfg.mqtt.enabled or cfg.web.enabled else None,
+            configured_enabled(cfg))
+        self.commands = Commands(self.switches, apply=self._apply_switches)
         detector = build_detector(cfg, self.stack, self.switches)
         if cfg.mqtt.enabled:
             from listener.mqtt.publisher import MqttPublisher
+            from listener.web.server import page_url
 
-            commands = Commands(self.switches, apply=self._apply_switches)
-            self.mqtt = MqttPublisher(cfg.mqtt, cfg.triggers, self.stack.model_id, state.spool,
-                                      state.published_discovery, on_command=commands.handle)
+            self.mqtt = MqttPublisher(
+                cfg.mqtt, cfg.triggers, self.stack.model_id, state.spool,
+                state.published_discovery, on_command=self.commands.handle,
+                configuration_url=page_url(cfg.web) if cfg.web.enabled else None)
             self.sinks.add(self.mqtt)
+        self._add_history_sinks(state)
         self.pipeline = Pipeline(cfg.audio, make_source(cfg.source), detector, self.sinks,
                                  clips=make_clips(cfg), heartbeat=self.heartbeat.beat)
+        if self.history is not None:
+            self.history.wall_time = self.pipeline.wall_time
         # the present state before any window, with the ends a crashed run still owed
         owed = self._recover_open_events(state) if state.path.is_dir() else []
         self.sinks.on_result(replace(detector.snapshot(), events=tuple(owed)))
@@ -148,7 +160,52 @@ class Daemon:
             # fresh figures replace the previous run's retained stats as soon as the
             # broker answers, instead of after the first stats interval
             self.mqtt.publish_stats(self.stats())
+        if cfg.web.enabled:
+            self._start_web(state)
         _release_startup_memory()
+
+    def _add_history_sinks(self, state: StateDir) -> None:
+        """The history database and the live feed of the web page, when configured."""
+        cfg = self.config.web
+        if cfg.keeps_history and state.path.is_dir():
+            from listener.history.sink import history_sink
+
+            self.history = history_sink(state.history, cfg.history)
+            self.sinks.add(self.history)
+        if cfg.enabled:
+            from listener.web.live import LiveFeed
+
+            self.live = LiveFeed()
+            self.sinks.add(self.live)
+
+    def _start_web(self, state: StateDir) -> None:
+        """The page, served from its own threads (listener/web/server.py)."""
+        from listener.history.sink import DEFAULT_STREAM
+        from listener.mqtt.client import read_password
+        from listener.web.app import WebApp, WebContext
+        from listener.web.server import WebServer
+
+        cfg = self.config
+        assert self.pipeline is not None
+        pipeline, stack = self.pipeline, self.stack
+        ctx = WebContext(
+            live=self.live, commands=self.commands,
+            history=state.history if self.history is not None else None,
+            clips_dir=(cfg.clips.dir or state.clips) if cfg.clips.enabled else None,
+            embed_text=lambda text: stack.embed_texts([text])[0],
+            embed_audio=stack.embed_example,
+            trigger_set=lambda: pipeline.detector.triggers, stats=self.stats,
+            pending=self.history.pending if self.history is not None else list,
+            model_id=stack.model_id, stream=DEFAULT_STREAM)
+        self.web_app = WebApp(ctx)
+        self.web = WebServer(cfg.web, self.web_app.app, read_password(cfg.web, "web"))
+        try:
+            self.web.start()
+        except OSError as exc:
+            raise UserError(
+                f"web: cannot listen on {cfg.web.host}:{cfg.web.port} ({exc.strerror or exc}); "
+                "set web.port to a free port or web.host to an address of this machine"
+            ) from None
 
     def _state_dir(self) -> StateDir:
         """The state directory, made private before anything is written into it. MQTT
@@ -237,9 +294,18 @@ class Daemon:
                     "after the next start",
                     seconds=FLUSH_SECONDS,
                 )
+        self._stop_web()
         self.sinks.close()
         self.heartbeat.clear()
         self.notifier.close()
+
+    def _stop_web(self) -> None:
+        if self.web_app is not None:
+            self.web_app.stopping.set()
+        if self.live is not None:
+            self.live.close()
+        if self.web is not None:
+            self.web.close()
 
     def _loop(self, worker: threading.Thread) -> int | None:
         """The main thread while the worker runs: reloads, stats, status, stop grace."""
@@ -276,6 +342,7 @@ class Daemon:
         try:
             self.start()
         except BaseException:
+            self._stop_web()
             self.sinks.close()
             raise
         if self.stop.is_set():

@@ -209,6 +209,10 @@ class Pipeline:
         total, wall = self._anchor
         return wall - (total - t * self.rate) / self.rate
 
+    def wall_time(self, t: float) -> float:
+        """Stream seconds -> UNIX seconds, the clock events are stamped with."""
+        return self._utc_of(t)
+
     def _now(self) -> float:
         return self.ring.total / self.rate
 

@@ -5,8 +5,8 @@ stays. A valid one is applied between two windows: new, changed and removed
 triggers (unchanged ones keep their state, so an active event is not cut), the
 config's ``enabled`` values (an edited one beats a switch stored over MQTT, see
 listener/service/switches.py), the level gate, clip settings, logging and Home
-Assistant discovery. The model, the source, the window and hop and the MQTT
-connection need a restart: that is logged.
+Assistant discovery. The model, the source, the window and hop, the MQTT
+connection and the web page (its server and history) need a restart: that is logged.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def diff_triggers(old: list[TriggerConfig], new: list[TriggerConfig]) -> dict[st
 
 def needs_restart(old: Config, new: Config) -> list[str]:
     """Sections that changed but only take effect after a restart."""
-    out = [s for s in ("model", "source", "mqtt") if getattr(old, s) != getattr(new, s)]
+    out = [s for s in ("model", "source", "mqtt", "web") if getattr(old, s) != getattr(new, s)]
     if (old.audio.window_seconds, old.audio.hop_seconds) != (
         new.audio.window_seconds, new.audio.hop_seconds
     ):

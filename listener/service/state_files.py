@@ -14,6 +14,9 @@ in it is decided here, and every other module receives these paths:
 - ``prompt-cache/``: prompt embeddings per text model (listener/model/prompt_bank.py)
 - ``model-hashes.json``: sha256 of model files by path, size and mtime (the start-up
   integrity check and the prompt cache's key; listener/model/modeldir.py)
+- ``history.sqlite3``: past events and each scored window's embedding, for the web page
+  and `listener search` (listener/history/store.py); separate from the spool, which
+  forgets an event once the broker has it
 - ``clips/``: event clips, unless ``clips.dir`` says otherwise
 - ``heartbeat``: touched by the processing loop, read by `listener health` (a container
   HEALTHCHECK; listener/service/heartbeat.py)
@@ -54,6 +57,10 @@ class StateDir:
     @property
     def model_hashes(self) -> Path:
         return self.path / "model-hashes.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.sqlite3"
 
     @property
     def clips(self) -> Path:
