@@ -8,7 +8,10 @@ timing and levels, every row's similarity and the events. MQTT, `top`, recorders
 clips and logs read that result; none keeps a copy of trigger state.
 
 The audio tower runs at most once per window, whatever the number of triggers.
-Windows quieter than the gate skip it and score as silence (0). Whether a trigger is
+Windows quieter than the gate skip it and score as silence (0). Windows whose newest
+hop brings nothing new (listener/detect/novelty.py) skip it too and reuse the last
+scores, unless a trigger is on, counting towards a start or near its threshold
+(:meth:`Detector._hot`): the gate is only asked when no decision can hang on it. Whether a trigger is
 enabled is read from the switch store (``is_enabled``, listener/service/switches.py)
 at every step; a trigger that is off emits no events, and one switched off while on
 is ended at once by :meth:`Detector.apply_switches`.
@@ -25,6 +28,7 @@ import numpy as np
 from listener.audio.level import levels_dbfs
 from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
 from listener.detect.hysteresis import Hysteresis, Transition
+from listener.detect.novelty import NoveltyGate
 from listener.detect.settings import TriggerSettings
 from listener.detect.triggers import SILENT, Row, TriggerScore, TriggerSet, TriggerSpec
 
@@ -35,6 +39,10 @@ class Embedder(Protocol):
     """Window audio -> L2-normalised embedding (listener/model/stack.py WindowEmbedder)."""
 
     def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
+
+    def features(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray: ...
 
     def mean_ms(self) -> float: ...
 
@@ -63,6 +71,9 @@ class ScoredWindow:
     window_level_dbfs: float  # the whole window: what the gate compares
     gated: bool  # below the gate: the tower did not run, scores are 0
     similarities: np.ndarray | None  # cosine per row of the trigger set (None when gated)
+    #: nothing new since the last scored window (novelty gate): the tower did not run,
+    #: ``similarities`` are that window's
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,12 @@ class _Trigger:
 class DetectorStats:
     windows: int = 0  # windows processed
     gated: int = 0  # of those, below the level gate (the tower did not run)
+    novelty_gated: int = 0  # of those, nothing new: the last scores were reused
+
+    @property
+    def scored(self) -> int:
+        """Windows the tower ran on."""
+        return self.windows - self.gated - self.novelty_gated
 
 
 class Detector:
@@ -116,8 +133,11 @@ class Detector:
 
     def __init__(self, triggers: TriggerSet, embedder: Embedder, *, rate: int,
                  hop_samples: int, gate_dbfs: float, model_id: str,
-                 is_enabled: Callable[[str], bool]) -> None:
+                 is_enabled: Callable[[str], bool], novelty: NoveltyGate | None = None
+                 ) -> None:
         self.embedder = embedder
+        self.novelty = novelty
+        self._last_sims: np.ndarray | None = None  # of the last scored window
         self.rate = rate
         self.hop_samples = hop_samples
         self.gate_dbfs = gate_dbfs
@@ -139,11 +159,15 @@ class Detector:
         window_level, hop_level = levels_dbfs(audio, self.hop_samples)
         gated = window_level < self.gate_dbfs
         sims: np.ndarray | None = None
+        reused = False
         if gated:
             self.stats.gated += 1
+            self._last_sims = None
+            if self.novelty is not None:
+                self.novelty.forget()
             scores = self.triggers.silence()
         else:
-            sims = self.triggers.similarities(self.embedder.embed(audio, end_sample))
+            sims, reused = self._similarities(audio, end_sample, t_end)
             scores = self.triggers.score(sims)
         events: list[Event] = []
         for st in self._states.values():
@@ -151,8 +175,40 @@ class Detector:
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
-        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims)
+        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, reused)
         return self._result(window, events)
+
+    def _similarities(self, audio: np.ndarray, end_sample: int, t_end: float
+                      ) -> tuple[np.ndarray, bool]:
+        """Every row's cosine for this window, and whether they are the last window's
+        (the novelty gate found nothing new and no trigger is near a decision)."""
+        gate = self.novelty
+        if gate is None:
+            return self.triggers.similarities(self.embedder.embed(audio, end_sample)), False
+        feats = self.embedder.features(audio, end_sample)
+        full = audio.size >= round(gate.max_age * self.rate) - 1
+        if (full and self._last_sims is not None and not self._hot()
+                and not gate.is_new(feats[0], t_end)):
+            self.stats.novelty_gated += 1
+            return self._last_sims, True
+        sims = self.triggers.similarities(self.embedder.embed_features(feats))
+        self._last_sims = sims
+        if full:
+            gate.remember(feats[0], t_end)
+        else:
+            gate.forget()
+        return sims, False
+
+    def _hot(self) -> bool:
+        """Whether any trigger's next decision may hang on this window's score: on,
+        counting towards a start, or its last score near its on-threshold."""
+        assert self.novelty is not None
+        near = self.novelty.settings.near_threshold
+        return any(
+            st.hyst.active or st.hyst.run > 0
+            or st.last.score >= st.spec.settings.on_threshold - near
+            for st in self._states.values()
+        )
 
     def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf
                 ) -> Event | None:
@@ -185,6 +241,7 @@ class Detector:
         changed or removed ones that are on end at ``at`` (reason ``reloaded``)."""
         old = self._states
         self.triggers = triggers
+        self._last_sims = None  # other rows: the next window is scored
         self._states = {}
         for spec in triggers.specs:
             prev = old.get(spec.name)

@@ -84,16 +84,28 @@ class WindowEmbedder:
         self.tower = tower
         #: the last few tower calls (features + session), for stats
         self.infer_ms: deque[float] = deque(maxlen=20)
+        self._features_ms = 0.0
 
     def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
         """L2-normalised embedding [D] of the window ending at absolute ``end_sample``."""
+        return self.embed_features(self.features(audio, end_sample))
+
+    def features(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
+        """Log-mel [C, n_frames, n_mels] of the window (only the new frames computed);
+        the novelty gate reads them before deciding whether the tower runs."""
         t0 = time.perf_counter()
         if audio.size == self.logmel.n_samples:
             feats = self.streaming.features(audio, end_sample)
         else:
             feats = self.logmel(audio)
-        emb = self.tower.embed(feats[None])[0]
-        self.infer_ms.append((time.perf_counter() - t0) * 1000.0)
+        self._features_ms = (time.perf_counter() - t0) * 1000.0
+        return feats
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """The tower on :meth:`features`' output: L2-normalised embedding [D]."""
+        t0 = time.perf_counter()
+        emb = self.tower.embed(features[None])[0]
+        self.infer_ms.append((time.perf_counter() - t0) * 1000.0 + self._features_ms)
         return emb
 
     def mean_ms(self) -> float:
