@@ -13,10 +13,11 @@ and the largest onset delay the gate added.
 The hearing model's tower is tiny, so in these runs the tower is a small share of a
 window's cost; ``--tower-ms`` (the full-size int8 window time from bench_model.py on
 the same machine) adds a projection: the measured CPU with each tower run costing
-that much more.
+that much more; ``--full-model DIR`` measures that time in the same run (the int8
+audio tower of a full-size export, 1 thread, median of 7 windows after a warm-up).
 
     python benchmarks/bench_novelty.py [--minutes 60] [--streams steady,tv,quiet]
-        [--tower-ms 330] [--json]
+        [--full-model DIR | --tower-ms 330] [--json]
 """
 
 from __future__ import annotations
@@ -72,6 +73,27 @@ def config(model_dir: Path, state: Path, audio_file: Path, novelty: bool) -> Con
     })
 
 
+def full_tower_ms(model_dir: Path) -> float:
+    """Median time of one int8 tower run of ``model_dir`` (1 thread) on a noise window."""
+    import numpy as np
+
+    from listener.model.audio_tower import AudioTower
+    from listener.model.logmel import LogMel
+    from listener.model.modeldir import ModelDir
+
+    model = ModelDir(model_dir, None)
+    tower = AudioTower(model, "int8", "cpu", 1)
+    lm = LogMel.from_config(model.preprocessor_config)
+    feats = lm(np.random.default_rng(0).standard_normal(lm.n_samples).astype("float32") * 0.01)
+    tower.embed(feats[None])
+    times = []
+    for _ in range(7):
+        t0 = time.process_time()
+        tower.embed(feats[None])
+        times.append(time.process_time() - t0)
+    return 1000.0 * float(np.median(times))
+
+
 def run(cfg: Config) -> dict[str, Any]:
     sink = EventSink()
     pipe = build_pipeline(cfg, [sink])
@@ -121,8 +143,14 @@ def main() -> None:
     ap.add_argument("--streams", default="steady,tv,quiet")
     ap.add_argument("--tower-ms", type=float, default=None,
                     help="full-size int8 window time (ms) for the projected CPU column")
+    ap.add_argument("--full-model", type=Path, default=None,
+                    help="a full-size export: measure --tower-ms from its int8 tower")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.full_model is not None:
+        args.tower_ms = full_tower_ms(args.full_model)
+        print(f"full-size int8 tower, 1 thread: {args.tower_ms:.0f} ms CPU per window",
+              flush=True)
     model_dir = resolve_hearing_model()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-novelty-") as tmp_s:

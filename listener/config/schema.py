@@ -94,6 +94,7 @@ class NoveltyConfig(Strict):
     enabled: bool = True
     change_db: PositiveFloat = 6.0
     min_bands: PositiveInt = 3
+    shift_db: PositiveFloat = 3.0
     near_threshold: NonNegFloat = 0.1
 
 

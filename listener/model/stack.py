@@ -49,7 +49,9 @@ class ModelStack:
         self.model_id = self.model.model_id
         self.logmel = LogMel.from_config(self.model.preprocessor_config)
         self.tower = AudioTower(self.model, precision, provider, threads)
-        self.bank = PromptBank(self.model, prompt_cache, precision, provider, threads)
+        # a cache miss embeds in a child process: the text tower never enters this one
+        self.bank = PromptBank(self.model, prompt_cache, precision, provider, threads,
+                               isolate=True)
         self._examples: dict[tuple[str, int, int], np.ndarray] = {}
 
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
