@@ -11,10 +11,10 @@ The audio tower runs at most once per window, whatever the number of triggers.
 Windows quieter than the gate skip it and score as silence (0). Windows whose newest
 hop brings nothing new (listener/detect/novelty.py) skip it too and reuse the last
 scores, unless a trigger is on, counting towards a start or near its threshold
-(:meth:`Detector._hot`): the gate is only asked when no decision can hang on it. Whether a trigger is
-enabled is read from the switch store (``is_enabled``, listener/service/switches.py)
-at every step; a trigger that is off emits no events, and one switched off while on
-is ended at once by :meth:`Detector.apply_switches`.
+(:meth:`Detector._hot`): the gate is only asked when no decision can hang on it.
+Whether a trigger is enabled is read from the switch store (``is_enabled``,
+listener/service/switches.py) at every step; a trigger that is off emits no events,
+and one switched off while on is ended at once by :meth:`Detector.apply_switches`.
 """
 
 from __future__ import annotations
@@ -114,6 +114,9 @@ class _Trigger:
     onset: Transition | None = None
     peak: float = 0.0
     peak_match: str = ""
+    #: the novelty gate leaves this trigger's windows alone until then (stream seconds):
+    #: a window_seconds after its last score near the on-threshold
+    near_until: float = float("-inf")
 
 
 @dataclass
@@ -175,6 +178,8 @@ class Detector:
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
+        if self.novelty is not None and not gated and not reused:
+            self._note_near(t_end)
         window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, reused)
         return self._result(window, events)
 
@@ -187,7 +192,7 @@ class Detector:
             return self.triggers.similarities(self.embedder.embed(audio, end_sample)), False
         feats = self.embedder.features(audio, end_sample)
         full = audio.size >= round(gate.max_age * self.rate) - 1
-        if (full and self._last_sims is not None and not self._hot()
+        if (full and self._last_sims is not None and not self._hot(t_end)
                 and not gate.is_new(feats[0], t_end)):
             self.stats.novelty_gated += 1
             return self._last_sims, True
@@ -199,16 +204,21 @@ class Detector:
             gate.forget()
         return sims, False
 
-    def _hot(self) -> bool:
+    def _hot(self, t_end: float) -> bool:
         """Whether any trigger's next decision may hang on this window's score: on,
-        counting towards a start, or its last score near its on-threshold."""
+        counting towards a start, or scored near its on-threshold within the last
+        window_seconds (scores swing from hop to hop while a sound is in the window,
+        so one lower score does not make the next one low)."""
+        return any(st.hyst.active or st.hyst.run > 0 or t_end < st.near_until - 1e-9
+                   for st in self._states.values())
+
+    def _note_near(self, t_end: float) -> None:
+        """After a fresh score: triggers near their on-threshold stay hot a window long."""
         assert self.novelty is not None
         near = self.novelty.settings.near_threshold
-        return any(
-            st.hyst.active or st.hyst.run > 0
-            or st.last.score >= st.spec.settings.on_threshold - near
-            for st in self._states.values()
-        )
+        for st in self._states.values():
+            if st.last.score >= st.spec.settings.on_threshold - near:
+                st.near_until = t_end + self.novelty.max_age
 
     def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf
                 ) -> Event | None:

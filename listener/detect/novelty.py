@@ -8,9 +8,9 @@ window already had can reuse that window's scores.
 
 How "new" is decided, from what the pipeline computes anyway (the window's log-mel
 frames, in dB): the last scored window leaves an *envelope*, the loudest value of
-every mel band over its frames smoothed across ``smooth_frames`` (0.1 s), so a
-single noisy frame cannot set it. A later hop is new when, in any of its smoothed
-frames, at least ``min_bands`` bands rise ``change_db`` above that envelope: a
+every mel band over its frames smoothed across ``smooth_frames`` (30 ms: a click
+stays a click, a single noisy frame does not set it). A later hop is new when, in
+any of its smoothed frames, at least ``min_bands`` bands rise ``change_db`` above that envelope: a
 sound entering a steady background, however narrow-band (a beep) or broad (a
 knock), lifts some bands above anything the background reached. Steady noise stays
 under its own 10-s maximum; speech-like audio mostly stays under the envelope of
@@ -20,8 +20,9 @@ the window's mean spectrum is compared too: when it moved ``shift_db`` from the 
 scored window's in ``min_bands`` bands (either way), the window is new.
 
 What the gate never decides alone (the detector asks it only when none applies):
-a trigger that is on, counting towards a start, or whose last score is within
-``near_threshold`` of its on-threshold is scored on every hop; so is every hop once
+a trigger that is on, counting towards a start, or scored within ``near_threshold``
+of its on-threshold in the last ``max_age`` seconds is scored on every hop (scores
+swing from hop to hop while a sound is in the window); so is every hop once
 the last score is ``max_age`` seconds old (the window length: by then a sound that
 left the window, or a change too gradual to rise above the envelope, is noticed),
 and every window while the ring is not yet a full window.
@@ -44,7 +45,7 @@ class NoveltySettings:
     min_bands: int = 3  # in at least this many mel bands of one smoothed frame
     shift_db: float = 3.0  # or the window's mean spectrum moved this far (either way)
     near_threshold: float = 0.1  # score distance below on_threshold that always re-scores
-    smooth_frames: int = 10  # frames averaged before comparing (10 ms each: 0.1 s)
+    smooth_frames: int = 3  # frames averaged before comparing (10 ms each: 30 ms)
 
 
 class NoveltyGate:
