@@ -15,9 +15,12 @@ window's cost; ``--tower-ms`` (the full-size int8 window time from bench_model.p
 the same machine) adds a projection: the measured CPU with each tower run costing
 that much more; ``--full-model DIR`` measures that time in the same run (the int8
 audio tower of a full-size export, 1 thread, median of 7 windows after a warm-up).
+``--model DIR`` runs the streams with another model (a full-size export: the CPU is
+then measured directly; its random weights hear nothing, so only the CPU and the
+equality of the two runs' events mean something).
 
     python benchmarks/bench_novelty.py [--minutes 60] [--streams steady,tv,quiet]
-        [--full-model DIR | --tower-ms 330] [--json]
+        [--full-model DIR | --tower-ms 330] [--model DIR] [--json]
 """
 
 from __future__ import annotations
@@ -145,13 +148,16 @@ def main() -> None:
                     help="full-size int8 window time (ms) for the projected CPU column")
     ap.add_argument("--full-model", type=Path, default=None,
                     help="a full-size export: measure --tower-ms from its int8 tower")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="run the streams with this model instead of the hearing test model "
+                    "(a full-size export: the CPU is then measured, not projected)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.full_model is not None:
         args.tower_ms = full_tower_ms(args.full_model)
         print(f"full-size int8 tower, 1 thread: {args.tower_ms:.0f} ms CPU per window",
               flush=True)
-    model_dir = resolve_hearing_model()
+    model_dir = args.model or resolve_hearing_model()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-novelty-") as tmp_s:
         tmp = Path(tmp_s)

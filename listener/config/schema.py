@@ -95,6 +95,9 @@ class NoveltyConfig(Strict):
     change_db: PositiveFloat = 6.0
     min_bands: PositiveInt = 3
     shift_db: PositiveFloat = 3.0
+    activity_change: Annotated[
+        PositiveFloat, at_most(1.0, "must be at most 1 (a share of the window's frames)")
+    ] = 0.02
     near_threshold: NonNegFloat = 0.1
 
 

@@ -17,7 +17,15 @@ under its own 10-s maximum; speech-like audio mostly stays under the envelope of
 the speech before it. A window can also change without anything entering: the TV
 stops and its speech leaves the window hop by hop, revealing a sound it covered. So
 the window's mean spectrum is compared too: when it moved ``shift_db`` from the last
-scored window's in ``min_bands`` bands (either way), the window is new.
+scored window's in ``min_bands`` bands (either way), the window is new. And a sound
+can grow without getting louder: footsteps or knocks repeat at one level, and a model
+may hear "knocking" only once several knocks are in the window. So the window's
+*activity* is compared as well: the share of its frames that stand ``change_db`` above
+the last scored window's floor (per band, the 20th percentile) in ``min_bands`` bands,
+after 0.1-s smoothing (``activity_frames``, so noise flicker does not count);
+when it moved ``activity_change`` (0.02: 0.2 s of a 10-s window) either way,
+the window is new. Steady noise and continuous speech keep their share; a sound that
+starts, repeats, or leaves the window changes it hop by hop.
 
 What the gate never decides alone (the detector asks it only when none applies):
 a trigger that is on, counting towards a start, or scored within ``near_threshold``
@@ -44,8 +52,10 @@ class NoveltySettings:
     change_db: float = 6.0  # a band must rise this far above the last window's envelope
     min_bands: int = 3  # in at least this many mel bands of one smoothed frame
     shift_db: float = 3.0  # or the window's mean spectrum moved this far (either way)
+    activity_change: float = 0.02  # or the share of active frames moved this much
     near_threshold: float = 0.1  # score distance below on_threshold that always re-scores
     smooth_frames: int = 3  # frames averaged before comparing (10 ms each: 30 ms)
+    activity_frames: int = 10  # frames averaged before counting active ones (0.1 s)
 
 
 class NoveltyGate:
@@ -61,6 +71,8 @@ class NoveltyGate:
         self.max_age = max_age
         self._envelope: np.ndarray | None = None  # [n_mels] dB
         self._mean: np.ndarray | None = None  # [n_mels] dB, the scored window's mean
+        self._floor: np.ndarray | None = None  # [n_mels] dB, its 20th percentile
+        self._activity = 0.0  # share of its frames above the floor
         self._scored_at = float("-inf")
 
     def forget(self) -> None:
@@ -69,8 +81,12 @@ class NoveltyGate:
 
     def remember(self, mel: np.ndarray, t_end: float) -> None:
         """The window ``mel`` [n_frames, n_mels] ending at ``t_end`` was just scored."""
-        self._envelope = self._smoothed(mel).max(axis=0)
+        smoothed = self._smoothed(mel)
+        self._envelope = smoothed.max(axis=0)
         self._mean = mel.mean(axis=0, dtype=np.float64)
+        slow = self._smoothed(mel, self.settings.activity_frames)
+        self._floor = np.percentile(slow, 20.0, axis=0)
+        self._activity = self._active_share(slow)
         self._scored_at = t_end
 
     def is_new(self, mel: np.ndarray, t_end: float) -> bool:
@@ -86,11 +102,22 @@ class NoveltyGate:
         if (above.sum(axis=1) >= s.min_bands).any():
             return True
         moved = np.abs(mel.mean(axis=0, dtype=np.float64) - self._mean) > s.shift_db
-        return int(moved.sum()) >= s.min_bands
+        if int(moved.sum()) >= s.min_bands:
+            return True
+        activity = self._active_share(self._smoothed(mel, s.activity_frames))
+        return abs(activity - self._activity) >= s.activity_change - EPS
 
-    def _smoothed(self, mel: np.ndarray) -> np.ndarray:
-        """Moving average over ``smooth_frames`` frames (valid part only), float64."""
-        k = min(self.settings.smooth_frames, mel.shape[0])
+    def _active_share(self, smoothed: np.ndarray) -> float:
+        """Share of frames with ``min_bands`` bands ``change_db`` above the floor."""
+        assert self._floor is not None
+        s = self.settings
+        above = smoothed > self._floor + s.change_db
+        return float((above.sum(axis=1) >= s.min_bands).mean())
+
+    def _smoothed(self, mel: np.ndarray, frames: int | None = None) -> np.ndarray:
+        """Moving average over ``frames`` (default ``smooth_frames``) frames, valid part
+        only, float64."""
+        k = min(frames or self.settings.smooth_frames, mel.shape[0])
         c = np.cumsum(mel, axis=0, dtype=np.float64)
         out = c[k - 1:].copy()
         out[1:] -= c[:-k]

@@ -105,7 +105,8 @@ def novelty_gate(config: Config, stack: ModelStack) -> NoveltyGate | None:
         return None
     n = a.novelty
     settings = NoveltySettings(change_db=n.change_db, min_bands=n.min_bands,
-                               shift_db=n.shift_db, near_threshold=n.near_threshold)
+                               shift_db=n.shift_db, activity_change=n.activity_change,
+                               near_threshold=n.near_threshold)
     frames = round(a.hop_seconds * SAMPLE_RATE / stack.logmel.hop_length)
     return NoveltyGate(settings, frames, a.window_seconds)
 
