@@ -63,7 +63,7 @@ def main() -> None:
         i8 = {k: s.run(None, {"input_features": x3})[0] for k, s in sess.items()}
         x1 = x3[:1]
         times: dict[str, list[float]] = {k: [] for k in sess}
-        for k, s in sess.items():
+        for s in sess.values():
             s.run(None, {"input_features": x1})  # warm-up
         for _ in range(args.repeats):
             for k, s in sess.items():

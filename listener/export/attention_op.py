@@ -92,7 +92,7 @@ def _match(g: _Graph, softmax: Any) -> dict[str, Any] | None:
     if (bias is None or mm is None or kt is None or len(after) != 1
             or after[0].op_type != "MatMul" or list(kt.attribute[0].ints) != [0, 1, 3, 2]):
         return None
-    if shift is None and bias.ndim != 3 or shift is not None and shift.ndim != 4:
+    if bias.ndim != 3 or (shift is not None and shift.ndim != 4):
         return None
     removed += [x, mm, after[0]]
     if len(g.consumers.get(kt.output[0], [])) == 1:
