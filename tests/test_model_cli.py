@@ -121,11 +121,17 @@ def test_verify_reports_raw_and_centred_cosine(tiny_model_dir, wav):
     # the centred cosine is the more sensitive one
     assert r["audio_cosine_centred_min"] < r["audio_cosine_raw_min"]
     assert 0.0 <= r["top1_agreement"] <= 1.0 and len(r["prompts"]) >= 4
+    # the text side is measured too, and prompts use the most accurate text tower
+    assert 0.0 < r["text_cosine_centred_min"] <= r["text_cosine_centred_mean"] <= 1.0 + 1e-6
+    assert r["text_cosine_centred_min"] <= r["text_cosine_raw_min"] <= 1.0 + 1e-6
+    assert r["text_precision"] == "fp32"
     assert len(r["hashes_checked"]) == 7
     res = run_cli("model", "verify", tiny_model_dir, "--audio", wav, "--threads", "1")
     assert res.returncode == 0, res.stderr
     assert "1 files + 10 generated signals" in res.stdout
     assert "raw: min" in res.stdout and "centred" in res.stdout and "clip.wav" in res.stdout
+    assert "text embedding cosine over" in res.stdout
+    assert "prompts are embedded with the fp32 text tower" in res.stdout
 
 
 def test_info(tiny_model_dir):

@@ -45,13 +45,17 @@ class ModelStack:
                  prompt_cache: Path, hash_memo: Path | None = None,
                  check_hashes: bool = True) -> None:
         self.model = ModelDir(model_dir, hash_memo)
-        self.model.verify_files(self.model.runtime_files(precision), check_hashes, FIX_MODEL)
+        #: prompts are embedded with the most accurate text tower present, whatever the
+        #: audio precision (once per prompt, in a child process)
+        self.text_precision = self.model.best_text_precision(precision)
+        self.model.verify_files(self.model.runtime_files(precision, self.text_precision),
+                                check_hashes, FIX_MODEL)
         self.model_id = self.model.model_id
         self.logmel = LogMel.from_config(self.model.preprocessor_config)
         self.tower = AudioTower(self.model, precision, provider, threads)
         # a cache miss embeds in a child process: the text tower never enters this one
-        self.bank = PromptBank(self.model, prompt_cache, precision, provider, threads,
-                               isolate=True)
+        self.bank = PromptBank(self.model, prompt_cache, self.text_precision, provider,
+                               threads, isolate=True)
         self._examples: dict[tuple[str, int, int], np.ndarray] = {}
 
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
