@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from listener.audio.decode import write_wav
-from listener.export.pull import DEFAULT_FILES
+from listener.export.pull import DEFAULT_FILES, EXACT_TEXT_FILE
 from listener.model.modeldir import ModelDir
 from listener.model.text_tower import TextTower
 from tests.helpers import assert_clean_error, assert_no_traceback, copy_dir, free_port, run_cli
@@ -296,7 +296,8 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_hub(tiny_model_dir) -> Iterator[_FakeHub]:
-    files = {name: (tiny_model_dir / name).read_bytes() for name in DEFAULT_FILES}
+    files = {name: (tiny_model_dir / name).read_bytes()
+             for name in (*DEFAULT_FILES, EXACT_TEXT_FILE)}
     # LFS files have the sha256 as ETag; small git files a git blob id (not checkable)
     etags = {
         n: hashlib.sha256(b).hexdigest() if n.endswith(".onnx") else hashlib.sha1(b).hexdigest()
@@ -324,6 +325,18 @@ def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, 
     assert sorted(model.verify_hashes()) == sorted(DEFAULT_FILES)
     res = run_cli("embed", "--model", dest, "--audio", wav)
     assert res.returncode == 0, res.stderr
+
+
+def test_pull_exact_text_fetches_the_fp32_text_tower_and_says_its_size(fake_hub, tmp_path):
+    dest = tmp_path / "pulled"
+    port = fake_hub.server_address[1]
+    res = run_cli("model", "pull", "--dir", dest, "--exact-text", env=_hub_env(port, tmp_path))
+    assert res.returncode == 0, res.stderr
+    data = fake_hub.files[EXACT_TEXT_FILE]
+    assert (dest / EXACT_TEXT_FILE).read_bytes() == data
+    assert f"{EXACT_TEXT_FILE}: {len(data) / 1e6:.1f} MB" in res.stderr
+    assert ModelDir(dest).best_text_precision() == "fp32"
+    assert sorted(ModelDir(dest).verify_hashes()) == sorted((*DEFAULT_FILES, EXACT_TEXT_FILE))
 
 
 def test_pull_rejects_a_file_whose_sha256_differs(fake_hub, tmp_path):

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("repo_id", nargs="?", default=None, help="default Xenova/clap-htsat-unfused")
     u.add_argument("--dir", default=None, help="destination (default models/<name>)")
     u.add_argument("--revision", default="main")
+    u.add_argument("--exact-text", action="store_true",
+                   help="also fetch the fp32 text tower (onnx/text_model.onnx, about 500 MB "
+                   "for clap-htsat-unfused; the int8 one is about 125 MB): prompts are then "
+                   "embedded exactly, once each (cached)")
     u.set_defaults(func=run_pull)
 
     v = msub.add_parser("verify", help="int8 vs fp32: embedding cosines and prompt top-1")
@@ -86,10 +90,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from listener.export.pull import DEFAULT_REPO, pull
+    from listener.export.pull import DEFAULT_FILES, DEFAULT_REPO, EXACT_TEXT_FILE, pull
 
     repo = args.repo_id or DEFAULT_REPO
-    pull(repo, args.dir, revision=args.revision, log=_err)
+    files = DEFAULT_FILES + ((EXACT_TEXT_FILE,) if args.exact_text else ())
+    pull(repo, args.dir, files=files, revision=args.revision, log=_err)
     return 0
 
 
