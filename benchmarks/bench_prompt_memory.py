@@ -2,7 +2,9 @@
 
 Issue 18: with the full-size model a warm daemon peaked at 153 MB, a cold one at 517 MB,
 because the int8 text tower was loaded in the daemon's process to embed the missing
-prompts. Now a child process embeds them (listener/model/prompt_child.py). Each case
+prompts. Now a child process embeds them (listener/model/prompt_child.py) with the most
+accurate text tower present (fp32 here). Cases: "in_process" = before (int8 text in the
+process), "child" = now; each cold (empty prompt cache) then warm. Each case
 runs in its own fresh process ("driver"): load the model stack the way the daemon does
 (`load_model` + `build_pipeline`, int8, 1 thread), embed the config's prompts (3 triggers
 + background), run 15 s of audio through the pipeline, then read the process's VmHWM.
@@ -39,7 +41,7 @@ def vm_hwm_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def driver(model: Path, state: Path, audio: Path, isolate: bool) -> dict:
+def driver(model: Path, state: Path, audio: Path, isolate: bool, text: str) -> dict:
     from listener.config.schema import Config
     from listener.service.assemble import build_pipeline, load_model
 
@@ -52,19 +54,24 @@ def driver(model: Path, state: Path, audio: Path, isolate: bool) -> dict:
         "triggers": [{"name": f"t{i}", "prompts": [p]} for i, p in enumerate(PROMPTS[:-1])],
     })
     stack = load_model(cfg)
+    if text not in ("best", stack.text_precision):  # the old default: int8 text
+        from listener.model.prompt_bank import PromptBank
+
+        stack.bank = PromptBank(stack.model, stack.bank.cache_dir, text, threads=1)
     stack.bank.isolate = isolate
     pipe = build_pipeline(cfg, [], stack=stack)
     pipe.open()
     pipe.run(threading.Event())
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     return {"peak_rss_mb": vm_hwm_mb(), "child_peak_rss_mb": child,
-            "misses": stack.bank.misses, "windows": pipe.stats()["windows"]}
+            "misses": stack.bank.misses, "windows": pipe.stats()["windows"],
+            "text_precision": stack.bank.precision}
 
 
-def run_case(model: Path, state: Path, audio: Path, isolate: bool) -> dict:
+def run_case(model: Path, state: Path, audio: Path, isolate: bool, text: str) -> dict:
     r = subprocess.run([sys.executable, __file__, "--driver", "--model", str(model),
                         "--state", str(state), "--audio", str(audio),
-                        "--isolate", str(int(isolate))],
+                        "--isolate", str(int(isolate)), "--text", text],
                        capture_output=True, text=True, timeout=1200, check=False)
     if r.returncode != 0:
         raise SystemExit(f"driver failed:\n{r.stderr}")
@@ -79,9 +86,11 @@ def main() -> None:
     ap.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--audio", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--isolate", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--text", default="best", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.driver:
-        print(json.dumps(driver(args.model, args.state, args.audio, bool(args.isolate))))
+        print(json.dumps(driver(args.model, args.state, args.audio, bool(args.isolate),
+                                args.text)))
         return
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-mem-") as tmp_s:
@@ -89,15 +98,17 @@ def main() -> None:
         audio = tmp / "noise.wav"
         rng = np.random.default_rng(0)
         sf.write(audio, (rng.standard_normal(15 * 48000) * 0.03).astype("float32"), 48000)
-        for name, isolate in (("in_process", False), ("child", True)):
+        # before: int8 text tower in the process; after: the best text tower in a child
+        for name, isolate, text in (("in_process", False, "int8"), ("child", True, "best")):
             state = tmp / name
-            out[f"cold_{name}"] = run_case(args.model, state, audio, isolate)
-            out[f"warm_{name}"] = run_case(args.model, state, audio, isolate)
+            out[f"cold_{name}"] = run_case(args.model, state, audio, isolate, text)
+            out[f"warm_{name}"] = run_case(args.model, state, audio, isolate, text)
     if args.json:
         print(json.dumps(out))
         return
     for k, v in out.items():
-        print(f"{k:18s} peak RSS {v['peak_rss_mb']:6.1f} MB  (child peak "
+        print(f"{k:18s} peak RSS {v['peak_rss_mb']:6.1f} MB  ({v['text_precision']} text, "
+              f"child peak "
               f"{v['child_peak_rss_mb']:6.1f} MB, prompts embedded {v['misses']}, "
               f"windows {v['windows']})")
     warm = out["warm_child"]["peak_rss_mb"]

@@ -51,3 +51,13 @@ def test_a_broken_text_model_in_the_child_is_a_clear_error(tiny_model_dir, tmp_p
     with pytest.raises(ModelError, match=r"tokenizer\.json is not a valid tokenizer"):
         bank.embed(PROMPTS)
     assert not bank.cache_path.exists()
+
+
+def test_the_most_accurate_text_tower_that_fits_in_memory_is_chosen(tiny_model_dir):
+    model = ModelDir(tiny_model_dir)
+    fp32 = model.text_model_path("fp32").stat().st_size
+    int8 = model.text_model_path("int8").stat().st_size
+    assert model.best_text_precision() == "fp32"
+    assert model.best_text_precision(memory=10 * fp32) == "fp32"
+    assert model.best_text_precision(memory=int(1.5 * int8)) == "int8"  # fp32 would not fit
+    assert model.best_text_precision(memory=1) == "int8"  # nothing fits: the smallest

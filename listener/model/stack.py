@@ -33,6 +33,17 @@ FIX_MODEL = (
 )
 
 
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class ModelStack:
     """ModelDir + LogMel + AudioTower + PromptBank, loaded once per process.
 
@@ -45,9 +56,10 @@ class ModelStack:
                  prompt_cache: Path, hash_memo: Path | None = None,
                  check_hashes: bool = True) -> None:
         self.model = ModelDir(model_dir, hash_memo)
-        #: prompts are embedded with the most accurate text tower present, whatever the
-        #: audio precision (once per prompt, in a child process)
-        self.text_precision = self.model.best_text_precision(precision)
+        #: prompts are embedded with the most accurate text tower present that the
+        #: machine's free memory can hold, whatever the audio precision (once per prompt,
+        #: in a child process)
+        self.text_precision = self.model.best_text_precision(precision, available_memory())
         self.model.verify_files(self.model.runtime_files(precision, self.text_precision),
                                 check_hashes, FIX_MODEL)
         self.model_id = self.model.model_id
