@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-quantize", action="store_true", help="write fp32 towers only")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--attention-op", action="store_true",
+                   help="window attention as the ONNX Attention op (opset 23, onnxruntime >= "
+                   "1.23; checked against the plain graph, which is kept when it differs or "
+                   "the runtime is older); slower on x86 in benchmarks/README.md, try it on "
+                   "your board with `listener bench`")
     e.set_defaults(func=run_export)
 
     u = msub.add_parser("pull", help="download a published ONNX export (Hugging Face hub)")
@@ -85,6 +90,7 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         force=args.force,
         log=_err,
+        attention_op=args.attention_op,
     )
     return 0
 

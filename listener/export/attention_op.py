@@ -164,3 +164,37 @@ def _drop_dead_constants(model: Any) -> None:
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+
+
+def try_attention_op(path: Any, feeds: dict[str, np.ndarray], plain: np.ndarray,
+                     min_cosine: float = 0.99999) -> str:
+    """Rewrite the fp32 audio tower at ``path`` in place when this runtime runs the
+    ``Attention`` op and the rewritten graph matches the plain one (``plain``: its output
+    on ``feeds``, already checked against PyTorch) to ``min_cosine``; otherwise leave the
+    file alone. Returns what was done, for listener.json (``checks.audio_attention``)."""
+    import onnx
+    import onnxruntime as ort
+
+    from listener.files import atomic_write
+
+    if not runtime_supports(ort.__version__):
+        return (f"plain MatMul+Softmax (onnxruntime {ort.__version__} < "
+                f"{MIN_ORT[0]}.{MIN_ORT[1]} has no Attention op)")
+    model = onnx.load(str(path))
+    blocks = use_attention_op(model)
+    if not blocks:
+        return "plain MatMul+Softmax (no window attention pattern found)"
+    data = model.SerializeToString()
+    try:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        got = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(
+            None, feeds)[0]
+    except Exception as exc:  # onnxruntime raises several types; the plain graph stays
+        return f"plain MatMul+Softmax (Attention graph failed to run: {str(exc)[:160]})"
+    cos = (got * plain).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(plain, axis=1))
+    if not float(cos.min()) >= min_cosine:
+        return f"plain MatMul+Softmax (Attention graph min cosine {float(cos.min()):.7f})"
+    atomic_write(path, data)
+    return (f"onnx Attention (opset {OPSET}) in {blocks} blocks, min cosine "
+            f"{float(cos.min()):.7f} vs the plain graph")
