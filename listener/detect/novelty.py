@@ -34,6 +34,9 @@ swing from hop to hop while a sound is in the window); so is every hop once
 the last score is ``max_age`` seconds old (the window length: by then a sound that
 left the window, or a change too gradual to rise above the envelope, is noticed),
 and every window while the ring is not yet a full window.
+
+Each rule and default comes from a run of benchmarks/bench_novelty.py on hour-long home
+streams (what each one fixed, and the table: benchmarks/README.md, issue 18).
 """
 
 from __future__ import annotations
