@@ -143,3 +143,36 @@ def test_an_active_or_near_trigger_is_never_gated(hearing_model_dir, tmp_path):
     assert any(w.reused for w, _ in sink.windows if w.end < 20.0)
     assert any(w.reused for w, _ in sink.windows if w.end > 45.0)
     assert stats["novelty_gated_windows"] > 20
+
+
+def test_a_reload_switches_the_gate_off_and_on(hearing_model_dir, tmp_path):
+    from listener.service.assemble import configured_enabled, load_model
+    from listener.service.reload import apply_config
+    from listener.service.switches import SwitchStore
+
+    def cfg(enabled: bool) -> Config:
+        return Config.model_validate(config_data(
+            hearing_model_dir, [{"name": "siren", "prompts": [sounds.TEST_CAPTIONS["siren"][0]],
+                                 **TEXT}],
+            model={"precision": "int8", "threads": 1}, state_dir=tmp_path / "state",
+            audio={"novelty": {"enabled": enabled}}))
+
+    on, off = cfg(True), cfg(False)
+    switches = SwitchStore(None, configured_enabled(on))
+    stack = load_model(on)
+    sink = WindowSink()
+    pipe = build_pipeline(on, [sink], source=ArraySource(steady(40.0).astype(np.float32), SR),
+                          switches=switches, stack=stack)
+    real = sink.on_result
+
+    def on_result(result) -> None:
+        real(result)
+        if result.window is not None and abs(result.window.end - 25.0) < 1e-6:
+            apply_config(pipe, switches, stack, on, off)
+
+    sink.on_result = on_result
+    pipe.open()
+    pipe.run(threading.Event())
+    assert any(w.reused for w, _ in sink.windows if w.end <= 25.0)
+    assert not any(w.reused for w, _ in sink.windows if w.end > 25.0)
+    assert pipe.detector.novelty is None

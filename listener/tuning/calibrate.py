@@ -320,7 +320,8 @@ def collect(
     ``files``: each file is its own stream (no window spans two files). ``seconds``: the
     configured live source, stopped once ``seconds`` of audio have been scored.
     Hysteresis runs as usual inside the detector but is irrelevant: only raw scores are
-    kept, and clips are switched off so calibration writes nothing.
+    kept, and clips are switched off so calibration writes nothing. The novelty gate is
+    off: every window is scored.
     """
     import threading
 
@@ -332,6 +333,9 @@ def collect(
     stop = stop or threading.Event()
     cfg = config.model_copy(deep=True)
     cfg.clips.enabled = False
+    # every window's own score: reused scores (novelty gate) would weight the steady
+    # stretches of a recording twice in the score distributions thresholds come from
+    cfg.audio.novelty.enabled = False
     sources = _background_sources(cfg, files, seconds)
     out: dict[str, list[Stream]] = {n: [] for n in names}
     stack = None  # the model, loaded once for every file
