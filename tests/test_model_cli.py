@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from listener.audio.decode import write_wav
-from listener.export.pull import DEFAULT_FILES
+from listener.export.pull import DEFAULT_FILES, EXACT_TEXT_FILE
 from listener.model.modeldir import ModelDir, recommended_settings
 from listener.model.text_tower import TextTower
 from tests.helpers import assert_clean_error, assert_no_traceback, copy_dir, free_port, run_cli
@@ -121,11 +121,17 @@ def test_verify_reports_raw_and_centred_cosine(tiny_model_dir, wav):
     # the centred cosine is the more sensitive one
     assert r["audio_cosine_centred_min"] < r["audio_cosine_raw_min"]
     assert 0.0 <= r["top1_agreement"] <= 1.0 and len(r["prompts"]) >= 4
+    # the text side is measured too, and prompts use the most accurate text tower
+    assert 0.0 < r["text_cosine_centred_min"] <= r["text_cosine_centred_mean"] <= 1.0 + 1e-6
+    assert r["text_cosine_centred_min"] <= r["text_cosine_raw_min"] <= 1.0 + 1e-6
+    assert r["text_precision"] == "fp32"
     assert len(r["hashes_checked"]) == 7
     res = run_cli("model", "verify", tiny_model_dir, "--audio", wav, "--threads", "1")
     assert res.returncode == 0, res.stderr
     assert "1 files + 10 generated signals" in res.stdout
     assert "raw: min" in res.stdout and "centred" in res.stdout and "clip.wav" in res.stdout
+    assert "text embedding cosine over" in res.stdout
+    assert "prompts are embedded with the fp32 text tower" in res.stdout
 
 
 def test_info(tiny_model_dir):
@@ -290,7 +296,8 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_hub(tiny_model_dir) -> Iterator[_FakeHub]:
-    files = {name: (tiny_model_dir / name).read_bytes() for name in DEFAULT_FILES}
+    files = {name: (tiny_model_dir / name).read_bytes()
+             for name in (*DEFAULT_FILES, EXACT_TEXT_FILE)}
     # LFS files have the sha256 as ETag; small git files a git blob id (not checkable)
     etags = {
         n: hashlib.sha256(b).hexdigest() if n.endswith(".onnx") else hashlib.sha1(b).hexdigest()
@@ -321,6 +328,18 @@ def test_pull_from_hub_writes_a_loadable_verified_directory(fake_hub, tmp_path, 
                                           "margin": 0.05}
     res = run_cli("embed", "--model", dest, "--audio", wav)
     assert res.returncode == 0, res.stderr
+
+
+def test_pull_exact_text_fetches_the_fp32_text_tower_and_says_its_size(fake_hub, tmp_path):
+    dest = tmp_path / "pulled"
+    port = fake_hub.server_address[1]
+    res = run_cli("model", "pull", "--dir", dest, "--exact-text", env=_hub_env(port, tmp_path))
+    assert res.returncode == 0, res.stderr
+    data = fake_hub.files[EXACT_TEXT_FILE]
+    assert (dest / EXACT_TEXT_FILE).read_bytes() == data
+    assert f"{EXACT_TEXT_FILE}: {len(data) / 1e6:.1f} MB" in res.stderr
+    assert ModelDir(dest).best_text_precision() == "fp32"
+    assert sorted(ModelDir(dest).verify_hashes()) == sorted((*DEFAULT_FILES, EXACT_TEXT_FILE))
 
 
 def test_pull_rejects_a_file_whose_sha256_differs(fake_hub, tmp_path):

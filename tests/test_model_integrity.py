@@ -21,7 +21,7 @@ from listener.model.modeldir import MANIFEST, sha256_file, write_manifest
 from tests.helpers import assert_clean_error, copy_dir, run_cli, write_config
 
 AUDIO = Path("onnx") / "audio_model_quantized.onnx"
-TEXT = Path("onnx") / "text_model_quantized.onnx"
+TEXT = Path("onnx") / "text_model.onnx"  # prompts use the most accurate text tower
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ SETTINGS = {"smoke_alarm": TriggerSettings(0.30, 0.25, 2, 3.0, 10.0, 0.05),
             "doorbell": TriggerSettings(0.35, 0.30, 1, 3.0, 5.0, 0.05)}
 ROWS = (Row("smoke alarm beeping", "prompt", "smoke_alarm"),
         Row("a doorbell ringing", "prompt", "doorbell"), Row("a dog barking", "probe", ""))
-STATS = {"windows": 4, "skipped_windows": 1, "gated_windows": 0, "inference_ms": 84.6,
+STATS = {"windows": 4, "skipped_windows": 1, "gated_windows": 0, "novelty_gated_windows": 2,
+         "inference_ms": 84.6,
          "real_time_factor": 0.0846, "model": "clap-test-int8"}
 
 
@@ -58,7 +59,7 @@ def _play(tracker: TopTracker) -> None:
 
 GOLDEN_LAST = """\
 listener top  t=4.0 s  windows 4  skipped 1  gated 0  inference 85 ms  RTF 0.08
-model clap-test-int8
+model clap-test-int8  gated 0 quiet, 2 nothing new
 level  -35.2 dBFS [###########|###################....................] gate -70
 
 trigger      score 0                                          0.6  state

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-quantize", action="store_true", help="write fp32 towers only")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--attention-op", action="store_true",
+                   help="window attention as the ONNX Attention op (opset 23, onnxruntime >= "
+                   "1.23; checked against the plain graph, which is kept when it differs or "
+                   "the runtime is older); slower on x86 in benchmarks/README.md, try it on "
+                   "your board with `listener bench`")
     e.set_defaults(func=run_export)
 
     u = add_command(msub, "pull", help="download a published ONNX export (Hugging Face hub)",
@@ -44,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("repo_id", nargs="?", default=None, help="default Xenova/clap-htsat-unfused")
     u.add_argument("--dir", default=None, help="destination (default models/<name>)")
     u.add_argument("--revision", default="main")
+    u.add_argument("--exact-text", action="store_true",
+                   help="also fetch the fp32 text tower (onnx/text_model.onnx, about 500 MB "
+                   "for clap-htsat-unfused; the int8 one is about 125 MB): prompts are then "
+                   "embedded exactly, once each (cached)")
     u.set_defaults(func=run_pull)
 
     v = add_command(msub, "verify", help="int8 vs fp32: embedding cosines and prompt top-1",
@@ -100,15 +109,17 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         force=args.force,
         log=_err,
+        attention_op=args.attention_op,
     )
     return 0
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from listener.export.pull import DEFAULT_REPO, pull
+    from listener.export.pull import DEFAULT_FILES, DEFAULT_REPO, EXACT_TEXT_FILE, pull
 
     repo = args.repo_id or DEFAULT_REPO
-    pull(repo, args.dir, revision=args.revision, log=_err)
+    files = DEFAULT_FILES + ((EXACT_TEXT_FILE,) if args.exact_text else ())
+    pull(repo, args.dir, files=files, revision=args.revision, log=_err)
     return 0
 
 

@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     speed = audio_s / st["uptime_s"] if st["uptime_s"] > 0 else 0.0
     summary = (
         f"{args.file}: {audio_s:.1f} s scanned, {starts} event(s), {st['windows']} windows "
-        f"({st['gated_windows']} gated, {st['skipped_windows']} skipped), "
+        f"({st['gated_windows']} gated quiet, {st['novelty_gated_windows']} nothing new, "
+        f"{st['skipped_windows']} skipped), "
         f"{st['inference_ms']:.0f} ms/window, {speed:.1f}x real time"
     )
     if st["bad_samples"]:

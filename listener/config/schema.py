@@ -89,6 +89,20 @@ class SourceConfig(Strict):
         return self
 
 
+class NoveltyConfig(Strict):
+    """The novelty gate (listener/detect/novelty.py): reuse the last scores when the
+    newest hop brings nothing new and no trigger is near a decision."""
+
+    enabled: bool = True
+    change_db: PositiveFloat = 6.0
+    min_bands: PositiveInt = 3
+    shift_db: PositiveFloat = 3.0
+    activity_change: Annotated[
+        PositiveFloat, at_most(1.0, "must be at most 1 (a share of the window's frames)")
+    ] = 0.02
+    near_threshold: NonNegFloat = 0.1
+
+
 class AudioConfig(Strict):
     window_seconds: Annotated[
         PositiveFloat, at_most(10.0, "must be at most 10 (the model hears 10-s windows)")
@@ -96,6 +110,7 @@ class AudioConfig(Strict):
     hop_seconds: PositiveFloat = 1.0
     pre_roll_seconds: NonNegFloat = 5.0
     min_level_dbfs: Annotated[float, at_most(0.0, "must be 0 or below (dBFS)")] = -70.0
+    novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
 
     _hop_le_window = keeps_order("hop_seconds", "window_seconds")
 

@@ -8,10 +8,13 @@ timing and levels, every row's similarity and the events. MQTT, `top`, recorders
 clips and logs read that result; none keeps a copy of trigger state.
 
 The audio tower runs at most once per window, whatever the number of triggers.
-Windows quieter than the gate skip it and score as silence (0). Whether a trigger is
-enabled is read from the switch store (``is_enabled``, listener/service/switches.py)
-at every step; a trigger that is off emits no events, and one switched off while on
-is ended at once by :meth:`Detector.apply_switches`.
+Windows quieter than the gate skip it and score as silence (0). Windows whose newest
+hop brings nothing new (listener/detect/novelty.py) skip it too and reuse the last
+scores, unless a trigger is on, counting towards a start or near its threshold
+(:meth:`Detector._hot`): the gate is only asked when no decision can hang on it.
+Whether a trigger is enabled is read from the switch store (``is_enabled``,
+listener/service/switches.py) at every step; a trigger that is off emits no events,
+and one switched off while on is ended at once by :meth:`Detector.apply_switches`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from listener.audio.level import levels_dbfs
 from listener.detect.boundary import TailScorer
 from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
 from listener.detect.hysteresis import Hysteresis, TailScore, Transition
+from listener.detect.novelty import NoveltyGate
 from listener.detect.settings import TriggerSettings
 from listener.detect.triggers import SILENT, Row, TriggerScore, TriggerSet, TriggerSpec
 
@@ -38,6 +42,10 @@ class Embedder(Protocol):
     def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
 
     def embed_clip(self, audio: np.ndarray) -> np.ndarray: ...
+
+    def features(self, audio: np.ndarray, end_sample: int) -> np.ndarray: ...
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray: ...
 
     def mean_ms(self) -> float: ...
 
@@ -67,7 +75,11 @@ class ScoredWindow:
     window_level_dbfs: float  # the whole window: what the gate compares
     gated: bool  # below the gate: the tower did not run, scores are 0
     similarities: np.ndarray | None  # cosine per row of the trigger set (None when gated)
-    embedding: np.ndarray | None = None  # the window's audio embedding (None when gated)
+    #: the window's audio embedding (None when gated; the last scored one's when reused)
+    embedding: np.ndarray | None = None
+    #: nothing new since the last scored window (novelty gate): the tower did not run,
+    #: ``similarities`` are that window's
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,9 @@ class _Trigger:
     peak: float = 0.0
     peak_match: str = ""
     tail: TailScore | None = None  # this window's tail, when it was scored
+    #: the novelty gate leaves this trigger's windows alone until then (stream seconds):
+    #: a window_seconds after its last score near the on-threshold
+    near_until: float = float("-inf")
 
 
 @dataclass
@@ -118,6 +133,12 @@ class DetectorStats:
     windows: int = 0  # windows processed
     gated: int = 0  # of those, below the level gate (the tower did not run)
     tail_runs: int = 0  # extra tower runs on a window's tail (listener/detect/boundary.py)
+    novelty_gated: int = 0  # of those, nothing new: the last scores were reused
+
+    @property
+    def scored(self) -> int:
+        """Windows the tower ran on."""
+        return self.windows - self.gated - self.novelty_gated
 
 
 class Detector:
@@ -125,8 +146,13 @@ class Detector:
 
     def __init__(self, triggers: TriggerSet, embedder: Embedder, *, rate: int,
                  hop_samples: int, gate_dbfs: float, model_id: str,
-                 is_enabled: Callable[[str], bool]) -> None:
+                 is_enabled: Callable[[str], bool], novelty: NoveltyGate | None = None
+                 ) -> None:
         self.embedder = embedder
+        self.novelty = novelty
+        # of the last scored window: what a window the novelty gate passes over reuses
+        self._last_emb: np.ndarray | None = None
+        self._last_sims: np.ndarray | None = None
         self.rate = rate
         self.hop_samples = hop_samples
         self.gate_dbfs = gate_dbfs
@@ -149,12 +175,15 @@ class Detector:
         window_level, hop_level = levels_dbfs(audio, self.hop_samples)
         gated = window_level < self.gate_dbfs
         sims = emb = None
+        reused = False
         if gated:
             self.stats.gated += 1
+            self._last_sims = None
+            if self.novelty is not None:
+                self.novelty.forget()
             scores = self.triggers.silence()
         else:
-            emb = self.embedder.embed(audio, end_sample)
-            sims = self.triggers.similarities(emb)
+            emb, sims, reused = self._similarities(audio, end_sample, t_end)
             scores = self.triggers.score(sims)
         tails = {} if gated else self._tail_scores(audio, t_start, t_end, scores)
         events: list[Event] = []
@@ -164,7 +193,10 @@ class Detector:
             ev = self._update(st, t_start, t_end, utc_of)
             if ev is not None:
                 events.append(ev)
-        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, emb)
+        if self.novelty is not None and not gated and not reused:
+            self._note_near(t_end)
+        window = ScoredWindow(t_start, t_end, hop_level, window_level, gated, sims, emb,
+                              reused)
         return self._result(window, events)
 
     def _tail_scores(self, audio: np.ndarray, t_start: float, t_end: float,
@@ -176,6 +208,46 @@ class Detector:
         tails = self._tails.scores(self.triggers, audio, wanted)
         self.stats.tail_runs = self._tails.runs
         return tails
+
+    def _similarities(self, audio: np.ndarray, end_sample: int, t_end: float
+                      ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """This window's embedding and every row's cosine, and whether they are the last
+        window's (the novelty gate found nothing new and no trigger is near a decision)."""
+        gate = self.novelty
+        if gate is None:
+            emb = self.embedder.embed(audio, end_sample)
+            return emb, self.triggers.similarities(emb), False
+        feats = self.embedder.features(audio, end_sample)
+        full = audio.size >= round(gate.max_age * self.rate) - 1
+        if (full and self._last_sims is not None and not self._hot(t_end)
+                and not gate.is_new(feats[0], t_end)):
+            self.stats.novelty_gated += 1
+            assert self._last_emb is not None
+            return self._last_emb, self._last_sims, True
+        emb = self.embedder.embed_features(feats)
+        sims = self.triggers.similarities(emb)
+        self._last_emb, self._last_sims = emb, sims
+        if full:
+            gate.remember(feats[0], t_end)
+        else:
+            gate.forget()
+        return emb, sims, False
+
+    def _hot(self, t_end: float) -> bool:
+        """Whether any trigger's next decision may hang on this window's score: on,
+        counting towards a start, or scored near its on-threshold within the last
+        window_seconds (scores swing from hop to hop while a sound is in the window,
+        so one lower score does not make the next one low)."""
+        return any(st.hyst.active or st.hyst.run > 0 or t_end < st.near_until - 1e-9
+                   for st in self._states.values())
+
+    def _note_near(self, t_end: float) -> None:
+        """After a fresh score: triggers near their on-threshold stay hot a window long."""
+        assert self.novelty is not None
+        near = self.novelty.settings.near_threshold
+        for st in self._states.values():
+            if st.last.score >= st.spec.settings.on_threshold - near:
+                st.near_until = t_end + self.novelty.max_age
 
     def _update(self, st: _Trigger, t_start: float, t_end: float, utc_of: UtcOf
                 ) -> Event | None:
@@ -211,6 +283,7 @@ class Detector:
         changed or removed ones that are on end at ``at`` (reason ``reloaded``)."""
         old = self._states
         self.triggers = triggers
+        self._last_sims = None  # other rows: the next window is scored
         self._states = {}
         for spec in triggers.specs:
             prev = old.get(spec.name)

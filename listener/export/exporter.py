@@ -244,7 +244,7 @@ def _manifest(torch: Any, transformers: Any, checkpoint: str, model: Any, direct
 
 
 def _export_into(directory: Path, torch: Any, transformers: Any, checkpoint: str, model: Any,
-                 quantize: bool, opset: int, log: Log) -> None:
+                 quantize: bool, opset: int, log: Log, attention_op: bool = False) -> None:
     """Write the whole model directory (towers, int8, support files, manifest) into the
     empty ``directory``; raises before writing the manifest if a check fails."""
     fusion = bool(getattr(model.config.audio_config, "enable_fusion", False))
@@ -254,6 +254,12 @@ def _export_into(directory: Path, torch: Any, transformers: Any, checkpoint: str
     checks: dict[str, Any] = {}
     audio = _export_audio_checked(torch, model, audio_w, onnx_dir / "audio_model.onnx", opset,
                                   fusion, checks, log)
+    checks["audio_attention"] = "plain MatMul+Softmax"
+    if attention_op:  # opt-in: measured slower on x86 (benchmarks/README.md, issue 18)
+        from listener.export.attention_op import try_attention_op
+
+        checks["audio_attention"] = try_attention_op(audio.path, audio.feeds, audio.embeds)
+        log(f"audio attention: {checks['audio_attention']}")
     text, max_len = _export_text_checked(torch, text_w, model.config.text_config,
                                          onnx_dir / "text_model.onnx", opset, checks, log)
     log(
@@ -323,6 +329,7 @@ def export_model(
     opset: int = 17,
     force: bool = False,
     log: Log = print,
+    attention_op: bool = False,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out``; returns the manifest written (with check results)."""
     _check_checkpoint_arg(checkpoint)
@@ -332,7 +339,8 @@ def export_model(
     model = load_checkpoint(torch, transformers, checkpoint)
     tmp = _staging_dir(out)
     try:
-        _export_into(tmp, torch, transformers, checkpoint, model, quantize, opset, log)
+        _export_into(tmp, torch, transformers, checkpoint, model, quantize, opset, log,
+                     attention_op)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

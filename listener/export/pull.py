@@ -37,6 +37,10 @@ DEFAULT_FILES = (
     "preprocessor_config.json",
     "config.json",
 )
+#: the fp32 text tower (`model pull --exact-text`): prompts embedded with it match the
+#: checkpoint (int8 RoBERTa moved them: benchmarks/README.md, issue 18); about 500 MB for
+#: clap-htsat-unfused against 125 MB for the int8 one, read once per new prompt only
+EXACT_TEXT_FILE = "onnx/text_model.onnx"
 TIMEOUT_S = 5.0
 # network libraries huggingface_hub may surface errors from (httpx2 in huggingface_hub 2.x)
 _NET_MODULES = ("httpx", "httpcore", "h11", "requests", "urllib3")
@@ -256,6 +260,8 @@ def pull(
             url = hf.hf_hub_url(repo_id, name, revision=commit, endpoint=ep)
         etag = (meta.etag or "").strip('"').lower()
         local = dest / name
+        if meta.size is not None:
+            log(f"{name}: {meta.size / 1e6:.1f} MB")
         digest = _download_checked(url, local, dest, etag, meta.size, timeout, repo_id)
         record[name] = {
             "etag": etag or None,

@@ -150,21 +150,28 @@ def verify_model(
 
 def _add_prompt_agreement(report: dict[str, Any], model: ModelDir, embs: dict[str, np.ndarray],
                           threads: int, prompts: tuple[str, ...]) -> None:
-    """End to end: top-1 prompt of each input with test audio + test text (the reference
-    text tower when the test precision has none) vs reference audio + reference text.
-    Adds nothing when the model has no text tower at the reference precision."""
+    """End to end: top-1 prompt of each input with test audio + the text tower prompts are
+    embedded with (the most accurate present, :meth:`ModelDir.best_text_precision`) vs
+    reference audio + reference text; and the text towers themselves: ``precision`` vs
+    ``reference`` prompt embeddings (issue 18: int8 RoBERTa moved prompts far more than
+    int8 moved audio). Adds nothing when the model has no text tower at the reference
+    precision."""
     from listener.model.text_tower import TextTower
 
     precision, reference = report["precision"], report["reference"]
     text_ref = reference if model.has("text", reference) else None
-    text_test = precision if model.has("text", precision) else text_ref
-    if not (text_ref and text_test):
+    text_test = model.best_text_precision()
+    if not (text_ref and model.has("text", text_test)):
         return
     vecs = {}
-    for p in {text_ref, text_test}:
+    for p in {text_ref, text_test} | ({precision} if model.has("text", precision) else set()):
         tt = TextTower(model, p, threads=threads)
         vecs[p] = tt.embed(list(prompts))
         tt.close()
+    if precision in vecs and precision != text_ref:
+        t = compare(vecs[precision], vecs[text_ref])
+        report.update(text_cosine_raw_min=t["raw_min"], text_cosine_centred_min=t["centred_min"],
+                      text_cosine_centred_mean=t["centred_mean"])
     s_ref = embs[reference] @ vecs[text_ref].T
     s_test = embs[precision] @ vecs[text_test].T
     agree = s_ref.argmax(1) == s_test.argmax(1)
@@ -185,7 +192,14 @@ def format_report(r: dict[str, Any]) -> str:
         f"  audio embedding cosine  centred (mean {r['reference']} embedding removed): "
         f"min {r['audio_cosine_centred_min']:.4f} mean {r['audio_cosine_centred_mean']:.4f}",
     ]
+    if "text_cosine_centred_min" in r:
+        lines.append(
+            f"  text embedding cosine over {len(r['prompts'])} prompts: raw min "
+            f"{r['text_cosine_raw_min']:.5f}, centred min {r['text_cosine_centred_min']:.4f} "
+            f"mean {r['text_cosine_centred_mean']:.4f}"
+        )
     if "top1_agreement" in r:
+        lines.append(f"  prompts are embedded with the {r['text_precision']} text tower")
         lines.append(
             f"  top-1 agreement over {len(r['prompts'])} prompts: {r['top1_agreement']:.0%} "
             f"(max score difference {r['score_max_abs_diff']:.4f})"

@@ -34,6 +34,10 @@ MANIFEST_FORMAT = 1
 
 #: precision -> file suffix inside onnx/
 PRECISIONS = {"fp32": "", "int8": "_quantized", "fp16": "_fp16"}
+#: text towers, most accurate first: prompts are embedded once and cached, so the cost of
+#: the exact one is paid once (in a child process: listener/model/prompt_child.py), and an
+#: int8 RoBERTa moved prompt vectors far more than int8 moved the audio side (issue 18)
+TEXT_BY_ACCURACY = ("fp32", "fp16", "int8")
 
 HOW_TO_GET = (
     "get a model with `listener model pull` (needs internet) or "
@@ -227,6 +231,18 @@ class ModelDir:
     def has(self, kind: str, precision: str) -> bool:
         return self._onnx(kind, precision).is_file()
 
+    def best_text_precision(self, fallback: str = "int8", memory: int | None = None) -> str:
+        """The most accurate text tower this directory has (fp32 > fp16 > int8) that fits
+        in ``memory`` bytes (a child loads it: about 1.4x the file, measured 696 MB for a
+        501 MB fp32 RoBERTa; None: no limit); with none, ``fallback`` (whose absence
+        :meth:`text_model_path` then reports)."""
+        have = [p for p in TEXT_BY_ACCURACY if self.has("text", p)]
+        fits = [p for p in have
+                if memory is None or self._onnx("text", p).stat().st_size * 1.4 <= memory]
+        if fits:
+            return fits[0]
+        return have[-1] if have else fallback  # nothing fits: the smallest there is
+
     @property
     def tokenizer_path(self) -> Path:
         p = self.path / "tokenizer.json"
@@ -256,14 +272,15 @@ class ModelDir:
                     out.append(p.relative_to(self.path))
         return out
 
-    def runtime_files(self, precision: str) -> list[Path]:
+    def runtime_files(self, precision: str, text_precision: str | None = None) -> list[Path]:
         """The files a process that listens loads: the JSON configs, the tokenizer (if
-        present: only a prompt-cache miss reads it) and both towers at ``precision``
-        (ModelError naming an absent tower)."""
+        present: only a prompt-cache miss reads it), the audio tower at ``precision`` and
+        the text tower at ``text_precision`` (default: the same; ModelError naming an
+        absent tower)."""
         out = [self.path / n for n in ("config.json", "preprocessor_config.json",
                                        "tokenizer.json")]
-        return [p for p in out if p.is_file()] + [self.audio_model_path(precision),
-                                                 self.text_model_path(precision)]
+        return [p for p in out if p.is_file()] + [
+            self.audio_model_path(precision), self.text_model_path(text_precision or precision)]
 
     def _listed(self) -> dict[str, Any]:
         files = (self.manifest or {}).get("files")

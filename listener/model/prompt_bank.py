@@ -8,7 +8,10 @@ prompts, writes the file atomically (private: 0600, whatever the umask) and
 releases the session. The sha256 of the (large) text model file comes
 from the model directory's hash memo (by path, size and mtime; one file for every
 model file, see :class:`listener.model.modeldir.HashMemo`), so a warm start reads two
-small files and nothing else.
+small files and nothing else. With ``isolate`` (what every command's model stack
+uses) a miss runs the text tower in a short-lived child process
+(:mod:`listener.model.prompt_child`), so the caller's peak memory stays that of a
+warm start.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from listener.errors import ModelError
 from listener.files import atomic_write
 from listener.model.modeldir import ModelDir
+from listener.model.prompt_child import embed_in_child
 from listener.model.text_tower import TextTower
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,10 @@ class PromptBank:
         precision: str = "int8",
         provider: str = "cpu",
         threads: int = 0,
+        isolate: bool = False,
     ) -> None:
         self.model = model
+        self.isolate = isolate
         self.cache_dir = Path(cache_dir).expanduser()
         self.precision = precision
         self.provider = provider
@@ -86,13 +92,18 @@ class PromptBank:
         return out
 
     def _add(self, missing: list[str]) -> dict[str, list[float]]:
-        """Embed ``missing`` with a text tower made for this call, store them, return the cache."""
-        tower = TextTower(self.model, self.precision, self.provider, self.threads)
-        try:
-            vecs = tower.embed(missing)
-        finally:
-            tower.close()
-            del tower
+        """Embed ``missing`` with a text tower made for this call (in a child process
+        when ``isolate``), store them, return the cache."""
+        if self.isolate:
+            vecs = embed_in_child(self.model.path, self.precision, self.provider,
+                                  self.threads, missing)
+        else:
+            tower = TextTower(self.model, self.precision, self.provider, self.threads)
+            try:
+                vecs = tower.embed(missing)
+            finally:
+                tower.close()
+                del tower
         self.misses += len(missing)
         cached = self._load()  # another process may have added prompts meanwhile
         for text, vec in zip(missing, vecs, strict=True):

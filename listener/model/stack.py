@@ -33,6 +33,17 @@ FIX_MODEL = (
 )
 
 
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class ModelStack:
     """ModelDir + LogMel + AudioTower + PromptBank, loaded once per process.
 
@@ -45,11 +56,18 @@ class ModelStack:
                  prompt_cache: Path, hash_memo: Path | None = None,
                  check_hashes: bool = True) -> None:
         self.model = ModelDir(model_dir, hash_memo)
-        self.model.verify_files(self.model.runtime_files(precision), check_hashes, FIX_MODEL)
+        #: prompts are embedded with the most accurate text tower present that the
+        #: machine's free memory can hold, whatever the audio precision (once per prompt,
+        #: in a child process)
+        self.text_precision = self.model.best_text_precision(precision, available_memory())
+        self.model.verify_files(self.model.runtime_files(precision, self.text_precision),
+                                check_hashes, FIX_MODEL)
         self.model_id = self.model.model_id
         self.logmel = LogMel.from_config(self.model.preprocessor_config)
         self.tower = AudioTower(self.model, precision, provider, threads)
-        self.bank = PromptBank(self.model, prompt_cache, precision, provider, threads)
+        # a cache miss embeds in a child process: the text tower never enters this one
+        self.bank = PromptBank(self.model, prompt_cache, self.text_precision, provider,
+                               threads, isolate=True)
         self._examples: dict[tuple[str, int, int], np.ndarray] = {}
 
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
@@ -84,16 +102,28 @@ class WindowEmbedder:
         self.tower = tower
         #: the last few tower calls (features + session), for stats
         self.infer_ms: deque[float] = deque(maxlen=20)
+        self._features_ms = 0.0
 
     def embed(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
         """L2-normalised embedding [D] of the window ending at absolute ``end_sample``."""
+        return self.embed_features(self.features(audio, end_sample))
+
+    def features(self, audio: np.ndarray, end_sample: int) -> np.ndarray:
+        """Log-mel [C, n_frames, n_mels] of the window (only the new frames computed);
+        the novelty gate reads them before deciding whether the tower runs."""
         t0 = time.perf_counter()
         if audio.size == self.logmel.n_samples:
             feats = self.streaming.features(audio, end_sample)
         else:
             feats = self.logmel(audio)
-        emb = self.tower.embed(feats[None])[0]
-        self.infer_ms.append((time.perf_counter() - t0) * 1000.0)
+        self._features_ms = (time.perf_counter() - t0) * 1000.0
+        return feats
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """The tower on :meth:`features`' output: L2-normalised embedding [D]."""
+        t0 = time.perf_counter()
+        emb = self.tower.embed(features[None])[0]
+        self.infer_ms.append((time.perf_counter() - t0) * 1000.0 + self._features_ms)
         return emb
 
     def embed_clip(self, audio: np.ndarray) -> np.ndarray:

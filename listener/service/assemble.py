@@ -19,6 +19,7 @@ from listener.audio.mic import MicSource
 from listener.audio.sources import FileSource, Source, StdinSource
 from listener.config.schema import Config, SourceConfig
 from listener.detect.detector import Detector
+from listener.detect.novelty import NoveltyGate, NoveltySettings
 from listener.detect.triggers import TriggerSet, TriggerSpec
 from listener.errors import ConfigError
 from listener.model.stack import ModelStack
@@ -93,8 +94,21 @@ def build_detector(config: Config, stack: ModelStack, switches: SwitchStore,
         build_trigger_set(config, stack, probes), stack.window_embedder(), rate=SAMPLE_RATE,
         hop_samples=round(config.audio.hop_seconds * SAMPLE_RATE),
         gate_dbfs=config.audio.min_level_dbfs, model_id=stack.model_id,
-        is_enabled=switches.enabled,
+        is_enabled=switches.enabled, novelty=novelty_gate(config, stack),
     )
+
+
+def novelty_gate(config: Config, stack: ModelStack) -> NoveltyGate | None:
+    """The configured novelty gate (None when switched off); its hop is in log-mel frames."""
+    a = config.audio
+    if not a.novelty.enabled:
+        return None
+    n = a.novelty
+    settings = NoveltySettings(change_db=n.change_db, min_bands=n.min_bands,
+                               shift_db=n.shift_db, activity_change=n.activity_change,
+                               near_threshold=n.near_threshold)
+    frames = round(a.hop_seconds * SAMPLE_RATE / stack.logmel.hop_length)
+    return NoveltyGate(settings, frames, a.window_seconds)
 
 
 def make_clips(config: Config) -> ClipRecorder | None:

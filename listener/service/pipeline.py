@@ -266,7 +266,9 @@ class Pipeline:
             "real_time_factor": round(ms / 1000.0 / self.audio.hop_seconds, 4),
             "windows": self.detector.stats.windows,
             "skipped_windows": self.scheduler.skipped,
-            "gated_windows": self.detector.stats.gated,
+            "gated_windows": self.detector.stats.gated,  # below the level gate
+            "novelty_gated_windows": self.detector.stats.novelty_gated,  # nothing new
+            "scored_windows": self.detector.stats.scored,  # the tower ran
             "overflows": src.overflows,
             "bad_samples": src.bad_samples,
             "clipped_samples": src.clipped_samples,

@@ -22,6 +22,7 @@ from listener.service.assemble import (
     build_trigger_set,
     configured_enabled,
     make_clips,
+    novelty_gate,
     require_triggers,
 )
 
@@ -62,6 +63,8 @@ def apply_config(pipeline: Pipeline, switches: SwitchStore, stack: ModelStack, o
     with pipeline.between_windows():
         switched = switches.reload(configured_enabled(new))
         pipeline.reload(triggers, new.audio.min_level_dbfs)
+        if new.audio.novelty != old.audio.novelty:
+            pipeline.detector.novelty = novelty_gate(new, stack)
         if new.clips != old.clips:
             pipeline.set_clips(make_clips(new))
     return switched

@@ -67,6 +67,9 @@ def collect(
     stop = stop or threading.Event()
     cfg = config.model_copy(deep=True)
     cfg.clips.enabled = False
+    # every window's own score: reused scores (novelty gate) would weight the steady
+    # stretches of a recording twice in the score distributions thresholds come from
+    cfg.audio.novelty.enabled = False
     sources = _background_sources(cfg, files, seconds)
     out: dict[str, list[Stream]] = {n: [] for n in names}
     stack = None  # the model, loaded once for every file

@@ -71,6 +71,7 @@ class TopSnapshot:
     windows: int
     skipped_windows: int
     gated_windows: int
+    novelty_gated_windows: int
     inference_ms: float
     real_time_factor: float
     model: str
@@ -157,6 +158,7 @@ class TopTracker:
             windows=int(st.get("windows", windows)),
             skipped_windows=int(st.get("skipped_windows", 0)),
             gated_windows=int(st.get("gated_windows", 0)),
+            novelty_gated_windows=int(st.get("novelty_gated_windows", 0)),
             inference_ms=float(st.get("inference_ms", math.nan)),
             real_time_factor=float(st.get("real_time_factor", math.nan)),
             model=str(st.get("model", self.model)),
@@ -198,8 +200,9 @@ def _header(snap: TopSnapshot, width: int, ansi: bool) -> list[str]:
         f"inference {_num(snap.inference_ms, '.0f')} ms  RTF {_num(snap.real_time_factor, '.2f')}"
     )
     rows = [_paint(head[:width], _BOLD, ansi)]
-    if snap.model:
-        rows.append(f"model {snap.model}"[:width])
+    # why the tower did not run: below the level gate, or nothing new (novelty gate)
+    gates = f"gated {snap.gated_windows} quiet, {snap.novelty_gated_windows} nothing new"
+    rows.append(((f"model {snap.model}  " if snap.model else "") + gates)[:width])
     # level meter: -90 .. 0 dBFS, '|' marks the gate (windows below it are not scored)
     label = f"level {snap.level_dbfs:6.1f} dBFS "
     tail = f" gate {snap.gate_dbfs:.0f}"
