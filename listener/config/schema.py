@@ -27,12 +27,14 @@ from listener.config.types import (
     PositiveFloat,
     PositiveInt,
     Strict,
+    TailSeconds,
     Text,
     UnitFloat,
     WireName,
     WireText,
     at_key,
     at_most,
+    is_loopback,
     keeps_order,
     not_above,
 )
@@ -113,12 +115,6 @@ class AudioConfig(Strict):
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
 
     _hop_le_window = keeps_order("hop_seconds", "window_seconds")
-
-
-#: the newest seconds scored alone (listener/detect/boundary.py); a whole window is no tail
-TailSeconds = Annotated[
-    NonNegFloat, at_most(5.0, "must be at most 5 (the newest part of a 10-s window)")
-]
 
 
 class TriggerDefaults(Strict):
@@ -280,18 +276,6 @@ class WebConfig(Strict):
     @property
     def keeps_history(self) -> bool:
         return self.enabled if self.history.enabled is None else self.history.enabled
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost: reachable from this machine only."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class LoggingConfig(Strict):

@@ -138,3 +138,21 @@ class Strict(BaseModel):
     """Base for every section: unknown keys are errors, values are not coerced from text."""
 
     model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+#: the newest seconds scored alone (listener/detect/boundary.py); a whole window is no tail
+TailSeconds = Annotated[
+    NonNegFloat, at_most(5.0, "must be at most 5 (the newest part of a 10-s window)")
+]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
