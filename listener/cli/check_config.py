@@ -17,6 +17,8 @@ import sys
 
 from listener.cli import CONFIG_SEARCH, add_command, add_config_option
 from listener.config.loader import find_config, load_config, masked_dump
+from listener.config.schema import Config
+from listener.config.streams import streams_of
 from listener.errors import ConfigError
 from listener.service.assemble import require_triggers
 
@@ -34,6 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="print nothing when the config is valid"
     )
+
+
+def stream_lines(config: Config) -> list[str]:
+    """What each stream hears: name, source, triggers (the single-source form: one line)."""
+    out = []
+    for s in streams_of(config):
+        src = s.source
+        where = src.path if src.type == "file" else src.device if src.type == "mic" else None
+        name = f"stream {s.name}" if s.named else "source"
+        out.append(f"{name}: {src.type}{f' {where}' if where is not None else ''} -> "
+                   f"{', '.join(s.triggers) or '(no triggers)'}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,5 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(f"# {path}: valid. Resolved configuration (defaults filled in, secrets masked):")
+        for line in stream_lines(loaded.config):
+            print(f"# {line}")
         sys.stdout.write(dump)
     return 0

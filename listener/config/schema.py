@@ -16,10 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     model_validator,
 )
 
+from listener.config.streams import check_streams, parse_source
 from listener.config.types import (
     Identifier,
     NonNegFloat,
@@ -58,22 +60,6 @@ class ModelConfig(Strict):
     check_hashes: bool = True
 
 
-def parse_source(v: Any) -> Any:
-    """The ``source`` value as a mapping: the shorthands ``mic``, ``stdin`` and
-    ``file:PATH`` become ``{type: ...}``, a mapping passes through unchanged.
-
-    The config's ``source:`` key and ``listener top --source`` accept the same
-    shorthands; an unknown one raises ValueError with the accepted forms.
-    """
-    if isinstance(v, str):
-        if v in ("mic", "stdin"):
-            return {"type": v}
-        if v.startswith("file:"):
-            return {"type": "file", "path": v[len("file:") :]}
-        raise ValueError("must be 'mic', 'stdin', 'file:PATH' or a mapping with 'type'")
-    return v
-
-
 class SourceConfig(Strict):
     type: Literal["mic", "file", "stdin"] = "mic"
     device: str | int | None = None
@@ -89,6 +75,16 @@ class SourceConfig(Strict):
         if self.type == "file" and self.path is None:
             raise at_key("path", "is required for a file source (or write source: file:PATH)")
         return self
+
+
+class StreamConfig(Strict):
+    """One of several audio sources (listener/config/streams.py has the rules)."""
+
+    name: Identifier
+    source: Annotated[SourceConfig, BeforeValidator(parse_source)]
+    label: Text | None = None
+    suggested_area: Text | None = None
+    triggers: list[Identifier] | None = None  # None: every trigger
 
 
 class NoveltyConfig(Strict):
@@ -226,6 +222,8 @@ class MqttConfig(Strict):
     device_id: Identifier = "listener"
     device_name: Text = "Listener"
     suggested_area: str | None = None
+    # a stream's device publishes below <base>/<stream> (listener/mqtt/streams.py)
+    _topic_base: str | None = PrivateAttr(default=None)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     score_delta: NonNegFloat = 0.01
@@ -288,6 +286,7 @@ class Config(Strict):
     source: Annotated[SourceConfig, BeforeValidator(parse_source)] = Field(
         default_factory=SourceConfig
     )
+    streams: list[StreamConfig] = Field(default_factory=list)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     defaults: TriggerDefaults = Field(default_factory=TriggerDefaults)
     background: list[Text] = Field(default_factory=list)
@@ -309,6 +308,7 @@ class Config(Strict):
                     " names must be unique",
                 )
             seen[t.name] = i
+        check_streams(self)
         return self
 
     @model_validator(mode="after")
@@ -317,7 +317,8 @@ class Config(Strict):
         the newest due window: with a hop shorter than a block, the windows in between are
         skipped while the CPU waits. Refused rather than changing the block size behind
         the user's back (the block is the source's latency and overhead trade-off)."""
-        hop, block = self.audio.hop_seconds, self.source.block_seconds
+        hop = self.audio.hop_seconds
+        block = max([self.source.block_seconds] + [s.source.block_seconds for s in self.streams])
         if hop < block:
             raise at_key(
                 "audio.hop_seconds",

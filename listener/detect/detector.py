@@ -27,7 +27,7 @@ import numpy as np
 
 from listener.audio.level import levels_dbfs
 from listener.detect.boundary import TailScorer
-from listener.detect.events import Event, ScoreLine, new_event_id, utc_iso
+from listener.detect.events import DEFAULT_STREAM, Event, ScoreLine, new_event_id, utc_iso
 from listener.detect.hysteresis import Hysteresis, TailScore, Transition
 from listener.detect.novelty import NoveltyGate
 from listener.detect.settings import TriggerSettings
@@ -90,6 +90,7 @@ class DetectorResult:
     triggers: tuple[TriggerState, ...]
     events: tuple[Event, ...] = ()
     rows: tuple[Row, ...] = ()
+    stream: str = DEFAULT_STREAM  # set by the stream's pipeline (service/pipeline.py)
 
     @property
     def active(self) -> dict[str, bool]:
@@ -107,7 +108,7 @@ class DetectorResult:
         w = self.window
         tails = {t.name: t.tail_score for t in self.triggers if t.tail_score is not None}
         return ScoreLine(w.start, w.end, w.level_dbfs, {t.name: t.score for t in self.triggers},
-                         tail_scores=tails)
+                         tail_scores=tails, stream=self.stream)
 
 
 @dataclass

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 EventType = Literal["start", "end"]
 
+#: the stream of a config with one top-level ``source:`` (listener/config/streams.py)
+DEFAULT_STREAM = "default"
+
 
 def new_event_id() -> str:
     """A unique, time-sortable-enough id (uuid4 hex; consumers dedupe by it)."""
@@ -53,6 +56,7 @@ class Event:
     duration: float | None = None
     clip: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    stream: str = DEFAULT_STREAM  # which stream heard it (the config's stream name)
 
     @property
     def sound_start(self) -> float:
@@ -97,10 +101,12 @@ class ScoreLine:
     type: str = "scores"
     #: the tail's score (the newest ``tail_seconds`` alone) of the triggers it was scored for
     tail_scores: dict[str, float] = field(default_factory=dict)
+    stream: str = DEFAULT_STREAM
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "type": "scores",
+            "stream": self.stream,
             "window_start": round(self.window_start, 3),
             "window_end": round(self.window_end, 3),
             "level_dbfs": round(self.level_dbfs, 2),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from listener.detect.detector import DetectorResult
-from listener.detect.events import Event
+from listener.detect.events import DEFAULT_STREAM, Event
 from listener.history.store import BLOCK_WINDOWS, HistoryWriter, WindowRow
 from listener.logs import get_logger
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 log = get_logger("listener.history")
 
-DEFAULT_STREAM = "default"  # the one stream until a config names several
 MAX_PENDING = 600  # windows waiting for the writer before new ones are dropped
 BATCH_SECONDS = 1.0  # how often the writer commits
 BLOCK_SECONDS = 60.0  # the longest windows wait for their block to fill
@@ -44,6 +43,8 @@ class HistorySink:
         self.stream = stream
         #: stream seconds -> UNIX seconds (the pipeline's clock; set once it exists)
         self.wall_time = wall_time or (lambda t: time.time())
+        #: per stream name, its pipeline's clock (several streams; else ``wall_time``)
+        self.clocks: dict[str, Callable[[float], float]] = {}
         self._factory = writer_factory
         self._events: queue.SimpleQueue[tuple[Event, str]] = queue.SimpleQueue()
         self._windows: queue.SimpleQueue[WindowRow] = queue.SimpleQueue()
@@ -56,15 +57,17 @@ class HistorySink:
         self._thread.start()
 
     def on_result(self, result: DetectorResult) -> None:
+        """From any stream's pipeline thread: rows carry the result's stream name."""
         for event in result.events:
-            self._events.put((event, self.stream))
+            self._events.put((event, event.stream))
         w = result.window
         if w is None or w.embedding is None:
             return
         if self._windows.qsize() >= MAX_PENDING:
             self.dropped += 1
             return
-        self._windows.put(WindowRow(self.wall_time(w.end), self.stream, w.end - w.start,
+        clock = self.clocks.get(result.stream, self.wall_time)
+        self._windows.put(WindowRow(clock(w.end), result.stream, w.end - w.start,
                                     w.window_level_dbfs, w.embedding))
 
     def _drain(self) -> list[tuple[Event, str]]:

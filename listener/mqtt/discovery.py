@@ -53,6 +53,7 @@ class DeviceInfo:
 
     model_id: str  # the sound model's id (clap-int8, ...)
     configuration_url: str | None = None  # listener's web page, when it serves one
+    via_device: str | None = None  # a stream's device: the identifier of its host device
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def device_block(cfg: MqttConfig, info: DeviceInfo, model_id: bool = True) -> di
     configs: that form is for Home Assistant older than 2024.11, and one older than
     2024.8 rejects a whole config whose device block has a key it does not know."""
     dev: dict[str, Any] = {
-        "identifiers": [f"listener_{cfg.device_id}"],
+        "identifiers": [device_identifier(cfg)],
         "name": cfg.device_name,
         "manufacturer": MANUFACTURER,
         "model": MODEL if model_id else f"{MODEL} ({info.model_id})",
@@ -81,7 +82,14 @@ def device_block(cfg: MqttConfig, info: DeviceInfo, model_id: bool = True) -> di
         dev["suggested_area"] = cfg.suggested_area
     if info.configuration_url:
         dev["configuration_url"] = info.configuration_url
+    if info.via_device:
+        dev["via_device"] = info.via_device
     return dev
+
+
+def device_identifier(cfg: MqttConfig) -> str:
+    """What Home Assistant knows the device by (a stream device's ``via_device``)."""
+    return f"listener_{cfg.device_id}"
 
 
 def origin_block() -> dict[str, Any]:
@@ -150,10 +158,19 @@ def device_entities() -> list[Entity]:
     ]
 
 
+def connectivity_entity() -> Entity:
+    """A stream device's ``connectivity``: is its audio arriving (from its stats)."""
+    return Entity("binary_sensor", "connectivity", {
+        "name": "Audio", "state_topic": "@stats", "device_class": "connectivity",
+        "value_template": "{{ 'ON' if value_json.audio_arriving else 'OFF' }}",
+        "payload_on": "ON", "payload_off": "OFF", "entity_category": "diagnostic"})
+
+
 def entities(cfg: MqttConfig, triggers: Iterable[TriggerConfig],
-             legacy_ids: bool = False) -> list[Entity]:
-    """Every entity of this listener, topics resolved and unique_ids set."""
-    out = device_entities()
+             legacy_ids: bool = False, stream: bool = False) -> list[Entity]:
+    """Every entity of this listener (``stream``: of a stream's device), topics resolved
+    and unique_ids set."""
+    out = device_entities() + ([connectivity_entity()] if stream else [])
     for trig in triggers:
         out += trigger_entities(trig)
     return [Entity(e.platform, e.object_id, {

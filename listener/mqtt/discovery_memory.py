@@ -113,7 +113,7 @@ def next_discovery(cfg: MqttConfig, triggers: Iterable[TriggerConfig], info: Dev
         now = Published(frozenset(), names, before.form, {}, before.legacy_ids)
         return plan(before, now, {}), now
     form = (before.form or DEVICE_FORM) if cfg.discovery.form == "auto" else cfg.discovery.form
-    ents = entities(cfg, triggers, before.legacy_ids)
+    ents = entities(cfg, triggers, before.legacy_ids, stream=info.via_device is not None)
     if form == DEVICE_FORM:
         configs, components = device_form(cfg, ents, info), components_of(ents)
     else:

@@ -93,11 +93,13 @@ class MqttPublisher:
     def __init__(self, config: MqttConfig, triggers: Sequence[TriggerConfig], model_id: str,
                  spool_path: Path, discovery_path: Path,
                  on_command: OnCommand | None = None,
-                 configuration_url: str | None = None) -> None:
+                 configuration_url: str | None = None,
+                 via_device: str | None = None) -> None:
         self.config = config
         self.model_id = model_id
         # configuration_url: the device's web page in Home Assistant, when listener serves one
-        self.device_info = DeviceInfo(model_id, configuration_url)
+        # via_device: a stream's device names its host's (listener/mqtt/streams.py)
+        self.device_info = DeviceInfo(model_id, configuration_url, via_device)
         self.discovery_path = Path(discovery_path)
         self._on_command = on_command
         self._base = base_topic(config)

@@ -9,6 +9,10 @@
 - ``<base>/<trigger>/enabled``: ``ON``/``OFF`` (retained); ``.../enabled/set`` commands it
 - ``<base>/level``, ``<base>/stats``: input level (dBFS), JSON stats (retained)
 - ``<discovery prefix>/status``: Home Assistant's ``online`` after it (re)starts
+
+With ``streams:``, each stream is a device of its own whose ``<base>`` is
+``<topic_prefix>/<device_id>/<stream>``: ``<base>/<trigger>/state`` and so on, plus its
+``availability`` and ``stats``; the host device keeps ``<topic_prefix>/<device_id>``.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ COMMANDS = ("enabled",)
 
 
 def base_topic(cfg: MqttConfig) -> str:
-    """``<topic_prefix>/<device_id>``: every listener topic lives below it."""
-    return f"{cfg.topic_prefix}/{cfg.device_id}"
+    """``<topic_prefix>/<device_id>``: every listener topic lives below it; a named
+    stream's device: ``<topic_prefix>/<device_id>/<stream>`` (listener/mqtt/streams.py)."""
+    return cfg._topic_base or f"{cfg.topic_prefix}/{cfg.device_id}"
 
 
 def availability_topic(cfg: MqttConfig) -> str:

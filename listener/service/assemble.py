@@ -18,6 +18,7 @@ from listener.audio.decode import SAMPLE_RATE
 from listener.audio.mic import MicSource
 from listener.audio.sources import FileSource, Source, StdinSource
 from listener.config.schema import Config, SourceConfig
+from listener.config.streams import Stream, streams_of
 from listener.detect.detector import Detector
 from listener.detect.novelty import NoveltyGate, NoveltySettings
 from listener.detect.triggers import TriggerSet, TriggerSpec
@@ -27,7 +28,7 @@ from listener.service.clips import ClipRecorder
 from listener.service.pipeline import Pipeline
 from listener.service.sinks import FanOut, Sink
 from listener.service.state_files import StateDir
-from listener.service.switches import SwitchStore
+from listener.service.switches import SwitchStore, switch_key
 
 
 def require_triggers(config: Config, where: str | Path | None) -> None:
@@ -40,19 +41,23 @@ def require_triggers(config: Config, where: str | Path | None) -> None:
         raise ConfigError(msg, [msg])
 
 
-def trigger_specs(config: Config) -> list[TriggerSpec]:
-    """Each configured trigger as plain data with its effective settings."""
+def trigger_specs(config: Config, names: Sequence[str] | None = None) -> list[TriggerSpec]:
+    """Each configured trigger (of ``names``, when given: a stream's) as plain data with
+    its effective settings."""
     return [
         TriggerSpec(name=t.name, label=t.display_name, settings=config.trigger_settings(t),
                     prompts=tuple(t.prompts), examples=tuple(Path(e) for e in t.examples),
                     negatives=tuple(t.negatives))
-        for t in config.triggers
+        for t in config.triggers if names is None or t.name in names
     ]
 
 
 def configured_enabled(config: Config) -> dict[str, bool]:
-    """The config's ``enabled`` per trigger (what the switch store falls back to)."""
-    return {t.name: t.enabled for t in config.triggers}
+    """The config's ``enabled`` per trigger and stream (what the switch store falls back
+    to), keyed by :func:`switch_key`."""
+    enabled = {t.name: t.enabled for t in config.triggers}
+    return {switch_key(s.name if s.named else None, name): enabled[name]
+            for s in streams_of(config) for name in s.triggers}
 
 
 def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
@@ -80,21 +85,29 @@ def load_model(config: Config) -> ModelStack:
                       hash_memo=state.model_hashes, check_hashes=m.check_hashes)
 
 
-def build_trigger_set(config: Config, stack: ModelStack, probes: Sequence[str] = ()
-                      ) -> TriggerSet:
+def build_trigger_set(config: Config, stack: ModelStack, probes: Sequence[str] = (),
+                      stream: Stream | None = None) -> TriggerSet:
     """May run the text tower (prompts missing from the cache) and the audio tower
-    (examples not embedded yet); call it outside the pipeline's lock."""
-    return TriggerSet(trigger_specs(config), config.background, stack.embed_texts,
+    (examples not embedded yet); call it outside the pipeline's lock. ``stream``: only
+    its triggers."""
+    names = None if stream is None else stream.triggers
+    return TriggerSet(trigger_specs(config, names), config.background, stack.embed_texts,
                       stack.embed_example, probes=probes)
 
 
 def build_detector(config: Config, stack: ModelStack, switches: SwitchStore,
-                   probes: Sequence[str] = ()) -> Detector:
+                   probes: Sequence[str] = (), stream: Stream | None = None) -> Detector:
+    """A stream's detector (default: the single-source form's): its own state, the
+    shared tower; its switches are the (stream, trigger) keys of the store."""
+    key = None if stream is None or not stream.named else stream.name
     return Detector(
-        build_trigger_set(config, stack, probes), stack.window_embedder(), rate=SAMPLE_RATE,
+        build_trigger_set(config, stack, probes, stream), stack.window_embedder(),
+        rate=SAMPLE_RATE,
         hop_samples=round(config.audio.hop_seconds * SAMPLE_RATE),
         gate_dbfs=config.audio.min_level_dbfs, model_id=stack.model_id,
-        is_enabled=switches.enabled, novelty=novelty_gate(config, stack),
+        is_enabled=switches.enabled if key is None else
+        (lambda name: switches.enabled(switch_key(key, name))),
+        novelty=novelty_gate(config, stack),
     )
 
 

@@ -4,12 +4,12 @@ Start-up wires everything once, in the order the data flows (listener/service/
 assemble.py): switch store, model stack, detector, sinks (log, MQTT), pipeline.
 
 Threads: the main thread owns signals (Python delivers them there), config
-reloads, the stats timer and systemd status; one worker thread runs
-``Pipeline.run``, which reads audio, scores windows and calls the sinks. The
-worker's heartbeat is the systemd watchdog ping (and the state directory's heartbeat
-file a container health check reads: service/heartbeat.py), so a stuck processing
-loop stops the pings and systemd restarts the service, while a healthy but idle one
-keeps pinging once per hop.
+reloads, the stats timer and systemd status; one worker thread per stream runs its
+``Pipeline.run``, which reads audio, scores windows and calls the sinks (listener/
+service/streams.py). The workers' heartbeat is the systemd watchdog ping (and the
+state directory's heartbeat file a container health check reads: service/
+heartbeat.py), so a stuck processing loop stops the pings and systemd restarts the
+service, while a healthy but idle one keeps pinging once per hop.
 
 Signals only set events; the main loop acts on them:
 
@@ -37,15 +37,13 @@ from typing import Any
 
 from listener.config.loader import LoadedConfig, load_config
 from listener.config.schema import SourceConfig
+from listener.config.streams import streams_of
 from listener.detect.events import Event
 from listener.errors import UserError
 from listener.logs import get_logger, setup_logging
 from listener.service.assemble import (
-    build_detector,
     configured_enabled,
     load_model,
-    make_clips,
-    make_source,
     require_triggers,
     state_dir,
 )
@@ -57,6 +55,7 @@ from listener.service.reload import read_config, reload_running
 from listener.service.sdnotify import Notifier
 from listener.service.sinks import FanOut, LogSink
 from listener.service.state_files import StateDir
+from listener.service.streams import StreamRunner, build_streams
 from listener.service.switches import SwitchStore
 
 FLUSH_SECONDS = 5.0  # how long shutdown waits for the spool to reach the broker
@@ -89,7 +88,8 @@ class Daemon:
         self.notifier = Notifier()
         self.heartbeat = Heartbeat(None, self.notifier.watchdog)
         self.sinks = FanOut([LogSink()])
-        self.pipeline: Pipeline | None = None
+        self.pipeline: Pipeline | None = None  # the first stream's (the web page's)
+        self.runner: StreamRunner | None = None
         self.mqtt: Any = None
         self.stack: Any = None
         self.switches: SwitchStore | None = None
@@ -98,7 +98,6 @@ class Daemon:
         self.live: Any = None  # listener/web/live.py, while the page is on
         self.web: Any = None
         self.web_app: Any = None
-        self._worker_error: BaseException | None = None
         self._signals_received: list[str] = []
 
     # --- signals ---------------------------------------------------------------------------
@@ -119,9 +118,11 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         self.notifier.status("loading model")
+        streams = streams_of(cfg)
         log.info("starting", config=str(self.loaded.path), model=str(cfg.model.dir),
-                 source=cfg.source.type, triggers=[t.name for t in cfg.triggers],
-                 pid=os.getpid())
+                 source=",".join(f"{s.name}:{s.source.type}" if s.named else s.source.type
+                                 for s in streams),
+                 triggers=[t.name for t in cfg.triggers], pid=os.getpid())
         state = self._state_dir()
         if state.path.is_dir():
             self.heartbeat = Heartbeat(state.heartbeat, self.notifier.watchdog)
@@ -135,27 +136,29 @@ class Daemon:
             state.switches if cfg.mqtt.enabled or cfg.web.enabled else None,
             configured_enabled(cfg))
         self.commands = Commands(self.switches, apply=self._apply_switches)
-        detector = build_detector(cfg, self.stack, self.switches)
         if cfg.mqtt.enabled:
-            from listener.mqtt.publisher import MqttPublisher
+            from listener.mqtt.streams import make_mqtt
             from listener.web.server import page_url
 
-            self.mqtt = MqttPublisher(
-                cfg.mqtt, cfg.triggers, self.stack.model_id, state.spool,
-                state.published_discovery, on_command=self.commands.handle,
-                configuration_url=page_url(cfg.web) if cfg.web.enabled else None)
+            self.mqtt = make_mqtt(cfg, self.stack.model_id, state, self.commands.handle,
+                                  page_url(cfg.web) if cfg.web.enabled else None)
             self.sinks.add(self.mqtt)
         self._add_history_sinks(state)
-        self.pipeline = Pipeline(cfg.audio, make_source(cfg.source), detector, self.sinks,
-                                 clips=make_clips(cfg), heartbeat=self.heartbeat.beat)
+        runs = build_streams(cfg, self.stack, self.switches, self.sinks, self.heartbeat.beat)
+        self.runner = StreamRunner(runs, self.stop)
+        self.pipeline = runs[0].pipeline
         if self.history is not None:
             self.history.wall_time = self.pipeline.wall_time
+            self.history.clocks = {r.stream.name: r.pipeline.wall_time for r in runs}
         # the present state before any window, with the ends a crashed run still owed
         owed = self._recover_open_events(state) if state.path.is_dir() else []
-        self.sinks.on_result(replace(detector.snapshot(), events=tuple(owed)))
+        for run in runs:
+            mine = tuple(e for e in owed if e.stream == run.stream.name or len(runs) == 1)
+            run.pipeline.sink.on_result(replace(run.pipeline.detector.snapshot(),
+                                                events=mine, stream=run.stream.name))
         if self.mqtt is not None:
             self.mqtt.start()
-        self.pipeline.open()
+        self.runner.open()
         if self.mqtt is not None:
             # fresh figures replace the previous run's retained stats as soon as the
             # broker answers, instead of after the first stats interval
@@ -180,7 +183,7 @@ class Daemon:
 
     def _start_web(self, state: StateDir) -> None:
         """The page, served from its own threads (listener/web/server.py)."""
-        from listener.history.sink import DEFAULT_STREAM
+        from listener.detect.events import DEFAULT_STREAM
         from listener.mqtt.client import read_password
         from listener.web.app import WebApp, WebContext
         from listener.web.server import WebServer
@@ -230,21 +233,14 @@ class Daemon:
         return owed
 
     def _apply_switches(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.apply_switches()
+        if self.runner is not None:
+            self.runner.apply_switches()
 
     # --- running --------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        assert self.pipeline is not None
-        try:
-            self.pipeline.run(self.stop)
-        except BaseException as exc:  # reported by the main thread
-            self._worker_error = exc
-
     def stats(self) -> dict[str, Any]:
         try:
-            return self.pipeline.stats() if self.pipeline is not None else {}
+            return self.runner.stats() if self.runner is not None else {}
         except Exception:
             return {}
 
@@ -268,6 +264,10 @@ class Daemon:
                 return
             if self.source_override is not None:
                 new.config.source = self.source_override
+            if self.config.streams or new.config.streams:
+                log.warning("reload: a config with 'streams:' is applied at the next "
+                            "start; restart listener to apply it")
+                return
             if not reload_running(self.pipeline, self.switches, self.stack, self.config,
                                   new.config):
                 return
@@ -307,7 +307,7 @@ class Daemon:
         if self.web is not None:
             self.web.close()
 
-    def _loop(self, worker: threading.Thread) -> int | None:
+    def _loop(self, worker: StreamRunner) -> int | None:
         """The main thread while the worker runs: reloads, stats, status, stop grace."""
         stats_every = self.config.mqtt.stats_interval_seconds
         next_stats = time.monotonic() + stats_every
@@ -319,6 +319,8 @@ class Daemon:
                 self.hup.clear()
                 self.reload()
             now = time.monotonic()
+            if worker.ended_since_last_look():  # a stream's connectivity: off at once
+                next_stats = now
             if self.mqtt is not None and now >= next_stats:
                 next_stats = now + self.config.mqtt.stats_interval_seconds
                 self.mqtt.publish_stats(self.stats())
@@ -349,15 +351,16 @@ class Daemon:
             log.info("stopped before listening", signal=",".join(self._signals_received))
             self.shutdown()
             return 0
-        worker = threading.Thread(target=self._work, name="listener-pipeline", daemon=True)
-        worker.start()
+        assert self.runner is not None
+        self.runner.start()
         self.notifier.ready(self.summary())
         log.info("listening", triggers=[t.name for t in self.config.triggers],
-                 source=self.config.source.type)
-        if self._loop(worker) is not None:
+                 **({} if self.config.streams else {"source": self.config.source.type}),
+                 streams=[r.stream.name for r in self.runner.runs if r.error is None])
+        if self._loop(self.runner) is not None:
             self.shutdown()
             return 1
-        error = self._worker_error
+        error = self.runner.error
         if error is not None and not isinstance(error, UserError):
             log.error("processing loop failed", exc_info=error)
             self.shutdown()

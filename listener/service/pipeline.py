@@ -33,6 +33,7 @@ from listener.audio.scheduler import HopScheduler
 from listener.audio.sources import Source
 from listener.config.schema import AudioConfig
 from listener.detect.detector import Detector, DetectorResult
+from listener.detect.events import DEFAULT_STREAM
 from listener.detect.triggers import TriggerSet
 from listener.logs import get_logger
 from listener.service.clips import ClipRecorder
@@ -75,7 +76,9 @@ class Pipeline:
 
     def __init__(self, audio: AudioConfig, source: Source, detector: Detector, sink: Sink,
                  *, clips: ClipRecorder | None = None,
-                 heartbeat: Callable[[], None] | None = None, rate: int = SAMPLE_RATE) -> None:
+                 heartbeat: Callable[[], None] | None = None, rate: int = SAMPLE_RATE,
+                 stream: str = DEFAULT_STREAM) -> None:
+        self.stream = stream  # stamped on every result and event (config/streams.py)
         self.audio = audio
         self.source = source
         self.detector = detector
@@ -93,6 +96,7 @@ class Pipeline:
         self._anchor = (0, self._t0)  # (absolute sample, wall clock) of the newest write
         self._started = time.monotonic()
         self._live = False
+        self._running = False  # between run()'s start and end: audio may arrive
 
     def _ring_capacity(self) -> int:
         """The window plus what a start may reach back to (pre-roll, onset, clip pre)."""
@@ -125,12 +129,14 @@ class Pipeline:
         """Process until the source ends or ``stop`` is set. However it stops (an error
         in the source included), every active trigger gets its end event first."""
         self._live = bool(self.source.realtime)
+        self._running = True
         try:
             if self._live:
                 self._run_live(stop)
             else:
                 self._run_batch(stop)
         finally:
+            self._running = False
             self.source.close()
             self._finish()
 
@@ -222,9 +228,12 @@ class Pipeline:
             self._emit(self.detector.process(audio, end, self._utc_of))
 
     def _emit(self, result: DetectorResult) -> None:
+        events = result.events
         if self.clips is not None:
-            result = replace(result, events=self.clips.on_events(result.events, self.ring))
-        self.sink.on_result(result)
+            events = self.clips.on_events(events, self.ring)
+        if self.stream != DEFAULT_STREAM:
+            events = tuple(replace(e, stream=self.stream) for e in events)
+        self.sink.on_result(replace(result, events=events, stream=self.stream))
 
     def _finish(self) -> None:
         with self._lock:
@@ -258,6 +267,13 @@ class Pipeline:
                 self.clips.flush()
             self.clips = clips
 
+    def audio_arriving(self, within: float = 5.0) -> bool:
+        """Audio reached the ring in the last ``within`` seconds (a live source), or the
+        source is being read (a file as fast as it comes): the stream's connectivity."""
+        if not self._running:
+            return False
+        return not self._live or time.time() - self._anchor[1] <= within
+
     def stats(self) -> dict[str, Any]:
         ms = self.detector.inference_ms()
         src = self.source
@@ -275,5 +291,7 @@ class Pipeline:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "audio_seconds": round(self.ring.total / self.rate, 3),
             "model": self.model_id,
+            "stream": self.stream,
+            "audio_arriving": self.audio_arriving(),
             **({"clip_failures": self.clips.failures} if self.clips is not None else {}),
         }

@@ -9,6 +9,7 @@ sink, a :class:`FanOut`, which isolates the others from a sink that fails.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol
@@ -41,11 +42,17 @@ class FanOut:
         self.sinks: list[Sink] = list(sinks)
         self.isolate = isolate
         self.failures: Counter[str] = Counter()
+        # several streams' pipelines call in from their own threads: one result at a time
+        self._lock = threading.Lock()
 
     def add(self, sink: Sink) -> None:
         self.sinks.append(sink)
 
     def on_result(self, result: DetectorResult) -> None:
+        with self._lock:
+            self._forward(result)
+
+    def _forward(self, result: DetectorResult) -> None:
         for sink in self.sinks:
             try:
                 sink.on_result(result)

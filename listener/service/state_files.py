@@ -46,6 +46,13 @@ class StateDir:
     def published_discovery(self) -> Path:
         return self.path / "mqtt_discovery.json"
 
+    def stream_spool(self, stream: str) -> Path:
+        """A named stream's own spool (its MQTT device publishes from it)."""
+        return self.path / f"spool.{stream}.sqlite3"
+
+    def stream_published_discovery(self, stream: str) -> Path:
+        return self.path / f"mqtt_discovery.{stream}.json"
+
     @property
     def open_events(self) -> Path:
         return self.path / "open_events.json"

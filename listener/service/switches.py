@@ -1,5 +1,8 @@
 """Whether each trigger is enabled: one owner, persisted across restarts.
 
+Keyed by (stream, trigger) through :func:`switch_key`: with ``streams:`` a trigger can be
+off on one stream and on on another; a single ``source:`` keys by trigger name, as before.
+
 A user turns a trigger off from Home Assistant at night (``<trigger>/enabled/set``)
 and expects it to stay off after a reboot; the choice is kept in the state
 directory's ``switches.json``, with the config's ``enabled`` at the time it was made.
@@ -24,6 +27,13 @@ import structlog
 from listener.files import atomic_write
 
 log = structlog.get_logger("listener.switches")
+
+
+def switch_key(stream: str | None, trigger: str) -> str:
+    """The key of one trigger on one stream: the trigger's name for the single-source
+    form (so its switches file keeps working), ``<stream>/<trigger>`` for a named stream
+    (a stream name cannot contain ``/``: listener/config/types.py)."""
+    return trigger if stream is None else f"{stream}/{trigger}"
 
 
 class SwitchStore:
