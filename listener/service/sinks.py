@@ -43,7 +43,8 @@ class FanOut:
         self.isolate = isolate
         self.failures: Counter[str] = Counter()
         # several streams' pipelines call in from their own threads: one result at a time
-        self._lock = threading.Lock()
+        # (re-entrant: a sink may switch a trigger, whose end comes back through here)
+        self._lock = threading.RLock()
 
     def add(self, sink: Sink) -> None:
         self.sinks.append(sink)
