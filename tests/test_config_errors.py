@@ -194,9 +194,12 @@ def _schema_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
         for c in (ann, *getattr(ann, "__args__", ())):
             if isinstance(c, type) and issubclass(c, BaseModel):
                 sub = c
-        if name == "triggers":
+        if name == "triggers" and not prefix:
             sub = TriggerConfig
+        if name in ("triggers", "streams") and not prefix:
             path += "[0]"
+        if path == "streams[0].source":
+            sub = None  # the same keys as the top-level source, documented there
         out.append(path)
         if sub is not None:
             out += _schema_paths(sub, path + ".")
@@ -206,7 +209,7 @@ def _schema_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 def _uncommented_example() -> object:
     """The example with every '# key: value' line switched on."""
     text = EXAMPLE.read_text()
-    on = re.sub(r"(?m)^(\s*)# ([a-z_]+:(?: .*)?)$", r"\1\2", text)
+    on = re.sub(r"(?m)^(\s*)# ((?:- )?[a-z_]+:(?: .*)?)$", r"\1\2", text)
     return YAML(typ="safe").load(on)
 
 

@@ -15,7 +15,7 @@ from tests.helpers import assert_clean_error, run_cli, write_config
 
 SR = 48000
 EVENT_KEYS = {"type", "id", "trigger", "score", "peak_score", "match", "window_start",
-              "window_end", "time", "model", "clip", "details"}
+              "window_end", "time", "model", "clip", "details", "stream"}
 
 
 def noise(seconds: float, rate: int = SR, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -101,7 +101,7 @@ def test_jsonl_scores_and_events_of_a_441k_stereo_flac(tmp_path, tiny_model_dir,
     events = [d for d in lines if d["type"] != "scores"]
     assert [d["window_end"] for d in scores] == [1.0, 2.0, 3.0, 4.0]
     # tail_scores: only on windows whose tail was scored (a trigger on or about to start)
-    assert all(set(d) - {"tail_scores"} == {"type", "window_start", "window_end",
+    assert all(set(d) - {"tail_scores"} == {"type", "stream", "window_start", "window_end",
                                             "level_dbfs", "scores"} for d in scores)
     assert all(set(d["scores"]) == {"ours", "dog"} for d in scores)
     assert all(set(d.get("tail_scores", {})) <= {"ours", "dog"} for d in scores)
