@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from listener.config.streams import check_streams, parse_source
+from listener.config.streams import check_streams
 from listener.config.types import (
     Identifier,
     NonNegFloat,
@@ -60,6 +60,22 @@ class ModelConfig(Strict):
     check_hashes: bool = True
 
 
+def parse_source(v: Any) -> Any:
+    """The ``source`` value as a mapping: the shorthands ``mic``, ``stdin`` and
+    ``file:PATH`` become ``{type: ...}``, a mapping passes through unchanged.
+
+    The config's ``source:`` key and ``listener top --source`` accept the same
+    shorthands; an unknown one raises ValueError with the accepted forms.
+    """
+    if isinstance(v, str):
+        if v in ("mic", "stdin"):
+            return {"type": v}
+        if v.startswith("file:"):
+            return {"type": "file", "path": v[len("file:") :]}
+        raise ValueError("must be 'mic', 'stdin', 'file:PATH' or a mapping with 'type'")
+    return v
+
+
 class SourceConfig(Strict):
     type: Literal["mic", "file", "stdin"] = "mic"
     device: str | int | None = None
@@ -75,16 +91,6 @@ class SourceConfig(Strict):
         if self.type == "file" and self.path is None:
             raise at_key("path", "is required for a file source (or write source: file:PATH)")
         return self
-
-
-class StreamConfig(Strict):
-    """One of several audio sources (listener/config/streams.py has the rules)."""
-
-    name: Identifier
-    source: Annotated[SourceConfig, BeforeValidator(parse_source)]
-    label: Text | None = None
-    suggested_area: Text | None = None
-    triggers: list[Identifier] | None = None  # None: every trigger
 
 
 class NoveltyConfig(Strict):
@@ -279,6 +285,16 @@ class WebConfig(Strict):
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
+
+
+class StreamConfig(Strict):
+    """One of several audio sources (listener/config/streams.py has the rules)."""
+
+    name: Identifier
+    source: Annotated[SourceConfig, BeforeValidator(parse_source)]
+    label: Text | None = None
+    suggested_area: Text | None = None
+    triggers: list[Identifier] | None = None  # None: every trigger
 
 
 class Config(Strict):

@@ -13,29 +13,13 @@ of keys; :func:`streams_of` is the one place that turns either form into
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from listener.config.types import at_key
 from listener.detect.events import DEFAULT_STREAM
 
 if TYPE_CHECKING:
     from listener.config.schema import Config, SourceConfig
-
-def parse_source(v: Any) -> Any:
-    """The ``source`` value as a mapping: the shorthands ``mic``, ``stdin`` and
-    ``file:PATH`` become ``{type: ...}``, a mapping passes through unchanged.
-
-    The config's ``source:`` key and ``listener top --source`` accept the same
-    shorthands; an unknown one raises ValueError with the accepted forms.
-    """
-    if isinstance(v, str):
-        if v in ("mic", "stdin"):
-            return {"type": v}
-        if v.startswith("file:"):
-            return {"type": "file", "path": v[len("file:") :]}
-        raise ValueError("must be 'mic', 'stdin', 'file:PATH' or a mapping with 'type'")
-    return v
-
 
 @dataclass(frozen=True)
 class Stream:

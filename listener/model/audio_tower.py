@@ -3,15 +3,25 @@
 One session per process, made once and shared by every stream (see
 :mod:`listener.model.session` for how it is tuned). int8 models run one window per
 session call: see ``one_per_run``.
+
+Several streams' threads call one session (``run`` is thread-safe), but at most as many
+runs at once as the cores hold (physical cores / intra-op threads): every concurrent
+run keeps its own activations in onnxruntime's arena, so unbounded concurrency grows
+memory with the number of streams (measured: +50 MB per stream for the full-size tower,
+benchmarks/README.md) while the cores are already busy. The waiting threads are let in
+about in arrival order (threading.Semaphore wakes its waiters first come, first served),
+so no stream starves.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from listener.errors import ModelError
 from listener.model.modeldir import ModelDir
-from listener.model.session import l2_normalise, make_session
+from listener.model.session import l2_normalise, make_session, physical_cores
 
 
 class AudioTower:
@@ -24,6 +34,10 @@ class AudioTower:
     ) -> None:
         self.path = model.audio_model_path(precision)
         self.session = make_session(self.path, provider, threads)
+        intra = threads if threads > 0 else physical_cores()
+        #: tower runs at once (several streams): one per ``intra`` cores
+        self.slots = max(1, physical_cores() // intra)
+        self._running = threading.BoundedSemaphore(self.slots)
         inputs = {i.name: i for i in self.session.get_inputs()}
         if "input_features" not in inputs:
             raise ModelError(
@@ -79,7 +93,8 @@ class AudioTower:
             # for clips of 10 s or less, which is every window we feed)
             dtype = np.bool_ if "bool" in self.is_longer.type else np.int64
             feeds["is_longer"] = np.ones((x.shape[0], 1), dtype=dtype)
-        return self.session.run([self.output], feeds)[0]
+        with self._running:
+            return self.session.run([self.output], feeds)[0]
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         x = self._check(features)
