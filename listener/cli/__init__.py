@@ -42,6 +42,12 @@ def add_source_option(p: argparse.ArgumentParser) -> None:
                    help="override the config's source: mic, stdin or file:PATH")
 
 
+def add_stream_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", metavar="NAME",
+                   help="with a 'streams:' config: the stream to use (its source and "
+                   "triggers); needed when the config lists several")
+
+
 def source_from_arg(text: str):  # -> listener.config.schema.SourceConfig
     """``--source`` as a SourceConfig (UserError naming the forms when it is none)."""
     from pydantic import ValidationError

@@ -13,7 +13,7 @@ import argparse
 import sys
 import threading
 
-from listener.cli import add_command, add_config_option, doc_body
+from listener.cli import add_command, add_config_option, add_stream_option, doc_body
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="propose thresholds from background audio for a false-alarm budget",
                     description=doc_body(__doc__), func=run)
     add_config_option(p)
+    add_stream_option(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--seconds", type=float, metavar="N",
                      help="record N seconds of background from the configured live source")
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.margin < 1:
         raise UserError(f"--margin must be between 0 and 1, got {args.margin}")
+    from listener.config.streams import select_stream
+
     loaded = load_config(args.config)
-    cfg = loaded.config
+    cfg = select_stream(loaded.config, args.stream)
     stop = threading.Event()
     if args.seconds is not None:
         print(f"listening to {args.seconds:g} s of background (Ctrl-C stops early) ...",

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from listener.cli import add_command, add_config_option, add_source_option, doc_body
+from listener.cli import (
+    add_command,
+    add_config_option,
+    add_source_option,
+    add_stream_option,
+    doc_body,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", nargs="+", default=[], metavar="TEXT",
                    help='extra prompts to score live, e.g. --prompts "a dog barking" "a doorbell"')
     add_source_option(p)
+    add_stream_option(p)
     p.add_argument("--width", type=int, metavar="COLS",
                    help="frame width (default: terminal width, 80 when piped)")
 
@@ -26,10 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from listener.cli import source_from_arg
     from listener.config.loader import load_config
+    from listener.config.streams import select_stream
     from listener.errors import UserError
     from listener.tuning.top import run_top
 
-    cfg = load_config(args.config).config
+    cfg = select_stream(load_config(args.config).config, args.stream)
     if args.source:
         cfg.source = source_from_arg(args.source)
     if args.width is not None and args.width < 50:

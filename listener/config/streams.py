@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from listener.config.types import at_key
 from listener.detect.events import DEFAULT_STREAM
+from listener.errors import UserError
 
 if TYPE_CHECKING:
     from listener.config.schema import Config, SourceConfig
@@ -63,3 +64,27 @@ def streams_of(config: Config) -> list[Stream]:
                    every if s.triggers is None else tuple(n for n in every if n in s.triggers),
                    s.label or s.name, s.suggested_area)
             for s in config.streams]
+
+
+def select_stream(config: Config, name: str | None) -> Config:
+    """`top --stream`, `calibrate --stream`: the config as one source, the stream's, with
+    the stream's triggers. Without a name a config with one stream gives that one; with
+    several, the user must choose (UserError, exit 2, naming them)."""
+    if not config.streams:
+        if name is not None and name != DEFAULT_STREAM:
+            raise UserError(f"--stream {name}: the config has one 'source:', no 'streams:' "
+                            "(leave --stream out)")
+        return config
+    names = [s.name for s in config.streams]
+    if name is None and len(names) == 1:
+        name = names[0]
+    if name not in names:
+        what = "no such stream" if name is not None else "the config lists several streams"
+        raise UserError(f"--stream{f' {name}' if name else ''}: {what}; choose one of: "
+                        f"{', '.join(names)} (--stream NAME)")
+    chosen = next(s for s in config.streams if s.name == name)
+    cfg = config.model_copy(deep=True)
+    cfg.source, cfg.streams = chosen.source, []
+    if chosen.triggers is not None:
+        cfg.triggers = [t for t in cfg.triggers if t.name in chosen.triggers]
+    return cfg
