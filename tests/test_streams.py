@@ -179,3 +179,23 @@ def test_check_config_lists_streams_and_refuses_bad_ones(tmp_path: Path,
         r = run_cli("check-config", "--config", "config.yaml", cwd=tmp_path)
         assert_clean_error(r, message)
         assert "config.yaml:" in r.stderr
+
+
+def test_calibrate_and_top_take_the_stream_they_tune(tmp_path: Path, hearing_model_dir: Path,
+                                                     capsys):
+    from tests.helpers import run_main
+
+    quiet = make_stream(tmp_path, "quiet.wav", [], 12.0)
+    streams_config(tmp_path, hearing_model_dir, 1883, [
+        file_stream("kitchen", quiet), file_stream("street", quiet, triggers=["siren"])])
+    cfg = tmp_path / "config.yaml"
+    r = run_main(capsys, "calibrate", "-c", cfg, "--stream", "street", "--from",
+                 tmp_path / quiet)
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split()[0] for ln in r.stdout.splitlines() if ln.startswith(("alarm ", "siren "))]
+    assert rows == ["siren"], r.stdout  # the street's triggers only
+    for command in (["calibrate", "--from", str(tmp_path / quiet)], ["top"]):
+        r = run_main(capsys, *command, "-c", cfg)  # several streams: which one?
+        assert r.returncode == 2 and "choose one of: kitchen, street" in r.stderr, r.stderr
+    r = run_main(capsys, "top", "-c", cfg, "--stream", "garage")
+    assert r.returncode == 2 and "--stream garage: no such stream" in r.stderr, r.stderr
