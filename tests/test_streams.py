@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ TRIGGERS = [trigger("alarm"), trigger("siren")]
 
 
 def streams_config(d: Path, model: Path, port: int, streams: list[dict[str, Any]],
-                   device_id: str = "host1", **mqtt: Any) -> Path:
+                   device_id: str = "host1", web: dict[str, Any] | None = None,
+                   **mqtt: Any) -> Path:
     return write_config(
         d, model, TRIGGERS, streams=streams, audio={"hop_seconds": 1.0}, defaults=DEFAULTS,
+        web=web or {},
         mqtt={"host": "127.0.0.1", "port": port, "device_id": device_id,
               "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5,
               "stats_interval_seconds": 1, **mqtt},
@@ -60,7 +63,8 @@ def test_each_stream_hears_its_own_sound_on_its_own_device(
     streams_config(tmp_path, hearing_model_dir, mosquitto.port, [
         file_stream("kitchen", "kitchen.wav", label="Kitchen mic", suggested_area="Kitchen"),
         file_stream("street", "street.wav", triggers=["siren"]),
-        file_stream("gone", "missing.wav")])  # cannot be opened: the others go on
+        file_stream("gone", "missing.wav")],  # cannot be opened: the others go on
+        web={"history": {"enabled": True}})
     p = Proc(tmp_path)
     procs.append(p)
     assert p.wait(90) == 0, p.text()[-3000:]
@@ -106,6 +110,15 @@ def test_each_stream_hears_its_own_sound_on_its_own_device(
     assert stats["stream"] == "kitchen"
     last = json.loads(sub.on("listener/host1/kitchen/stats")[-1].payload)
     assert last["audio_arriving"] is False and last["windows"] > 0
+    # the history's rows carry their stream
+    db = sqlite3.connect(tmp_path / "state" / "history.sqlite3")
+    try:
+        events = set(db.execute("SELECT stream, trigger FROM events WHERE type = 'start'"))
+        windows = {s for (s,) in db.execute("SELECT DISTINCT stream FROM windows")}
+    finally:
+        db.close()
+    assert events == {("kitchen", "alarm"), ("street", "siren")}
+    assert windows == {"kitchen", "street"}
 
 
 def test_a_trigger_switched_off_on_one_stream_stays_on_on_the_other(
