@@ -4,18 +4,18 @@ One session per process, made once and shared by every stream (see
 :mod:`listener.model.session` for how it is tuned). int8 models run one window per
 session call: see ``one_per_run``.
 
-Several streams' threads call one session (``run`` is thread-safe), but at most as many
-runs at once as the cores hold (physical cores / intra-op threads): every concurrent
-run keeps its own activations in onnxruntime's arena, so unbounded concurrency grows
-memory with the number of streams (measured: +50 MB per stream for the full-size tower,
-benchmarks/README.md) while the cores are already busy. The waiting threads are let in
-about in arrival order (threading.Semaphore wakes its waiters first come, first served),
-so no stream starves.
+Several streams (listener/service/streams.py) share the session through
+:meth:`AudioTower.use_workers`: their windows are run by a few worker threads, as many
+as the cores hold (physical cores / intra-op threads), taken first come, first served
+(so no stream starves). Not by each stream's own thread: onnxruntime's int8 kernels keep
+per-calling-thread buffers, and every concurrent run its own activations, so memory
+would grow with the number of streams while the cores are already busy
+(benchmarks/README.md, "Many streams, one model").
 """
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,9 +35,9 @@ class AudioTower:
         self.path = model.audio_model_path(precision)
         self.session = make_session(self.path, provider, threads)
         intra = threads if threads > 0 else physical_cores()
-        #: tower runs at once (several streams): one per ``intra`` cores
+        #: tower runs the cores hold at once (several streams): one per ``intra`` cores
         self.slots = max(1, physical_cores() // intra)
-        self._running = threading.BoundedSemaphore(self.slots)
+        self._workers: ThreadPoolExecutor | None = None
         inputs = {i.name: i for i in self.session.get_inputs()}
         if "input_features" not in inputs:
             raise ModelError(
@@ -93,8 +93,14 @@ class AudioTower:
             # for clips of 10 s or less, which is every window we feed)
             dtype = np.bool_ if "bool" in self.is_longer.type else np.int64
             feeds["is_longer"] = np.ones((x.shape[0], 1), dtype=dtype)
-        with self._running:
-            return self.session.run([self.output], feeds)[0]
+        if self._workers is not None:
+            return self._workers.submit(self.session.run, [self.output], feeds).result()[0]
+        return self.session.run([self.output], feeds)[0]
+
+    def use_workers(self) -> None:
+        """From now on run on :attr:`slots` worker threads (several streams' callers)."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(self.slots, thread_name_prefix="listener-tower")
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         x = self._check(features)
@@ -106,4 +112,7 @@ class AudioTower:
 
     def close(self) -> None:
         """Release the session (and its memory)."""
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
         self.session = None

@@ -1,16 +1,15 @@
 """Many streams in one process: a pipeline per stream, each in its own thread, one model.
 
-Why threads, one per stream: each pipeline already is a complete stream (ring buffer,
+Why a thread per stream: each pipeline already is a complete stream (ring buffer,
 hop scheduler, log-mel state, detector with hysteresis, clips, stats; service/
-pipeline.py) and the only thing the streams share, the model stack's onnxruntime
-session (model/stack.py), is safe to ``run`` from several threads at once. So fairness
-comes from the pipelines themselves: under overload each live pipeline takes the
-NEWEST due window of its own stream and counts the older ones as skipped (per stream),
-nothing queues (memory stays flat), and a stream cannot starve the others because no
-stream waits behind another's queue: the session serves whichever thread asks, and the
-operating system shares the cores between them. Windows of different streams are
-never batched together: the int8 tower quantises its activations with one scale per
-batch, so a batch would change each window's embedding.
+pipeline.py), and a live one already waits for its audio and takes the NEWEST due
+window of its own stream, counting the older ones as skipped (per stream): nothing
+queues, so memory stays flat under overload. The one thing the streams share, the
+model stack's audio tower, runs their windows on as many worker threads as the cores
+hold, first come, first served (model/audio_tower.py): a stream cannot starve the
+others, since each has at most one window waiting there. Windows of different streams
+are never batched together: the int8 tower quantises its activations with one scale
+per batch, so a batch would change each window's embedding.
 
 A stream whose source ends (a file) or fails (a device that vanished) ends alone: its
 triggers get their end events, the error is logged with the stream's name, and the
@@ -56,10 +55,11 @@ class StreamRun:
 
 def bound_thread_heaps() -> None:
     """Keep glibc from holding freed window-sized buffers per thread: with a fixed mmap
-    threshold, buffers of 256 KiB and more (a window's audio, log-mel temporaries) go
-    back to the OS when freed, instead of staying in each pipeline thread's malloc arena
-    (measured: peak RSS per added stream 16.6 -> 8.9 MB, benchmarks/README.md). A no-op
-    off glibc."""
+    threshold, buffers of 256 KiB and more (a window's audio, log-mel temporaries) go back
+    to the OS when freed instead of staying in each pipeline thread's malloc arena.
+    Measured with 4 -> 24 streams of the full-size tower: peak RSS per added stream
+    7.2 MB instead of 11.8, for about 0.01 CPU-s more per audio-s per stream
+    (benchmarks/README.md). A no-op off glibc."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 256 * 1024)
 
@@ -68,6 +68,7 @@ def build_streams(config: Config, stack: ModelStack, switches: SwitchStore, sink
                   heartbeat: Callable[[], None] | None = None) -> list[StreamRun]:
     """A pipeline per configured stream around the one model stack (sources not opened)."""
     if len(config.streams) > 1:
+        stack.tower.use_workers()
         bound_thread_heaps()
     runs = []
     for s in streams_of(config):
