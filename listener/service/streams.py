@@ -57,8 +57,8 @@ def bound_thread_heaps() -> None:
     """Keep glibc from holding freed window-sized buffers per thread: with a fixed mmap
     threshold, buffers of 256 KiB and more (a window's audio, log-mel temporaries) go back
     to the OS when freed instead of staying in each pipeline thread's malloc arena.
-    Measured with 4 -> 24 streams of the full-size tower: peak RSS per added stream
-    7.2 MB instead of 11.8, for about 0.01 CPU-s more per audio-s per stream
+    Measured with the full-size tower: peak RSS per added stream 7.2 MB instead of
+    7.7-11.8 (and steadier), for about 0.01 CPU-s more per audio-s per stream
     (benchmarks/README.md). A no-op off glibc."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 256 * 1024)
