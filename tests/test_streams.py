@@ -212,3 +212,33 @@ def test_calibrate_and_top_take_the_stream_they_tune(tmp_path: Path, hearing_mod
         assert r.returncode == 2 and "choose one of: kitchen, street" in r.stderr, r.stderr
     r = run_main(capsys, "top", "-c", cfg, "--stream", "garage")
     assert r.returncode == 2 and "--stream garage: no such stream" in r.stderr, r.stderr
+
+
+def test_the_web_page_follows_and_switches_the_first_stream(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    sub = mqtt_subscriber(mosquitto, "listener/#")
+    quiet = make_stream(tmp_path, "quiet.wav", [], 60.0)
+    port = free_port()
+    streams_config(tmp_path, hearing_model_dir, mosquitto.port, [
+        file_stream("a", quiet, realtime=True), file_stream("b", quiet, realtime=True)],
+        web={"enabled": True, "port": port})
+    p = Proc(tmp_path)
+    procs.append(p)
+    p.wait_log(lambda ln: ln.get("event") == "web page", 60, "the web page")
+    sub.wait_topic("listener/host1/b/alarm/enabled", 60, lambda m: m.text == "ON")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/triggers/alarm/enabled",
+                                 data=b'{"enabled": false}', method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read()) == {"trigger": "alarm", "enabled": False}
+    sub.wait_topic("listener/host1/a/alarm/enabled", 10, lambda m: m.text == "OFF")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as r:
+        assert json.loads(r.read())["stream"] == "a"
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0, p.text()[-3000:]
+    assert all(m.text == "ON" for m in sub.on("listener/host1/b/alarm/enabled"))

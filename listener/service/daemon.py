@@ -56,7 +56,7 @@ from listener.service.sdnotify import Notifier
 from listener.service.sinks import FanOut, LogSink
 from listener.service.state_files import StateDir
 from listener.service.streams import StreamRunner, build_streams
-from listener.service.switches import SwitchStore
+from listener.service.switches import SwitchStore, switch_key
 
 FLUSH_SECONDS = 5.0  # how long shutdown waits for the spool to reach the broker
 STATUS_SECONDS = 10.0  # how often STATUS= is refreshed
@@ -178,12 +178,13 @@ class Daemon:
         if cfg.enabled:
             from listener.web.live import LiveFeed
 
-            self.live = LiveFeed()
+            # several streams: the page follows the first (its triggers, its switches)
+            first = self.config.streams[0].name if self.config.streams else None
+            self.live = LiveFeed(first)
             self.sinks.add(self.live)
 
     def _start_web(self, state: StateDir) -> None:
         """The page, served from its own threads (listener/web/server.py)."""
-        from listener.detect.events import DEFAULT_STREAM
         from listener.mqtt.client import read_password
         from listener.web.app import WebApp, WebContext
         from listener.web.server import WebServer
@@ -191,6 +192,7 @@ class Daemon:
         cfg = self.config
         assert self.pipeline is not None
         pipeline, stack = self.pipeline, self.stack
+        named = pipeline.stream if cfg.streams else None  # the page's stream, when named
         ctx = WebContext(
             live=self.live, commands=self.commands,
             history=state.history if self.history is not None else None,
@@ -199,7 +201,8 @@ class Daemon:
             embed_audio=stack.embed_example,
             trigger_set=lambda: pipeline.detector.triggers, stats=self.stats,
             pending=self.history.pending if self.history is not None else list,
-            model_id=stack.model_id, stream=DEFAULT_STREAM)
+            model_id=stack.model_id, stream=pipeline.stream,
+            switch_key=lambda name: switch_key(named, name))
         self.web_app = WebApp(ctx)
         self.web = WebServer(cfg.web, self.web_app.app, read_password(cfg.web, "web"))
         try:

@@ -50,6 +50,8 @@ class WebContext:
     pending: Callable[[], list[WindowRow]]  # windows the history has not written yet
     model_id: str
     stream: str
+    #: a trigger's key in the switch store (several streams: ``<stream>/<trigger>``)
+    switch_key: Callable[[str], str] = lambda name: name
 
 
 def _json_error(res: bottle.HTTPError) -> str:
@@ -134,11 +136,12 @@ class WebApp:
         if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
             bottle.abort(400, 'send JSON {"enabled": true} or {"enabled": false} '
                               "with Content-Type: application/json")
+        key = self.ctx.switch_key(name)
         try:
-            self.ctx.commands.set_enabled(name, body["enabled"], by="web")
+            self.ctx.commands.set_enabled(key, body["enabled"], by="web")
         except KeyError as exc:
             bottle.abort(404, str(exc.args[0]))
-        return {"trigger": name, "enabled": self.ctx.commands.switches.enabled(name)}
+        return {"trigger": name, "enabled": self.ctx.commands.switches.enabled(key)}
 
     # --- history ----------------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ MIN_INTERVAL = 0.2  # seconds between two messages to one browser (a file scans 
 
 
 class LiveFeed:
-    def __init__(self) -> None:
+    def __init__(self, stream: str | None = None) -> None:
+        #: the stream the page follows (several streams: the first); None: every result
+        self.stream = stream
         self._cond = threading.Condition()
         self._seq = 0
         self._events = 0
@@ -28,6 +30,8 @@ class LiveFeed:
         self.closed = False
 
     def on_result(self, result: DetectorResult) -> None:
+        if self.stream is not None and result.stream != self.stream:
+            return
         with self._cond:
             self._seq += 1
             self._events += len(result.events)
