@@ -383,6 +383,9 @@ def run_daemon(config_path: str | None, log_level: str | None = None,
     """Entry point of `listener run`: user mistakes raise UserError (exit 2). ``source``
     (`run --source`) replaces the config's source, also across reloads."""
     loaded = load_config(config_path)
+    if source is not None and loaded.config.streams:
+        raise UserError("--source replaces the config's single 'source:', but this config "
+                        "lists 'streams:'; edit a stream's source instead")
     if source is not None:
         loaded.config.source = source
     setup_logging(log_level or loaded.config.logging.level, loaded.config.logging.format)
