@@ -74,6 +74,10 @@ class Source:
     #: UNIX time of the first sample when the source knows it (a file's recorded start,
     #: or `scan --start-time`); None: event times of a batch count from when it was opened
     start_time: float | None = None
+    #: whether audio is arriving (a network stream says so per connection) and how often a
+    #: dropped stream came back: the stream's connectivity in the stats
+    connected = True
+    reconnects = 0
 
     def __init__(self) -> None:
         self.overflows = 0
