@@ -38,3 +38,38 @@ class StreamServer:
             self.proc.send_signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(10)
+
+
+class RtspPusher:
+    """``ffmpeg`` pushing the same loop as RTSP (RTP/AAC over TCP) to a listener at
+    ``url``: the source listens (``rtsp_flags: listen``), as for a camera or an
+    encoder that pushes its stream. Start it once the listener's port is open
+    (:func:`port_listening`)."""
+
+    def __init__(self, wav: Path, url: str) -> None:
+        self.wav = wav
+        self.url = url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RtspPusher:
+        self.proc = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+             "-stream_loop", "-1", "-i", str(self.wav), "-ar", "44100", "-ac", "2",
+             "-c:a", "aac", "-f", "rtsp", "-rtsp_transport", "tcp", self.url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+
+
+def port_listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` (read from the kernel's table, without
+    connecting: a connection would be the listener's one client)."""
+    import psutil
+
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+               for c in psutil.net_connections(kind="tcp"))

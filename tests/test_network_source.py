@@ -21,7 +21,7 @@ from listener.audio.urls import mask_url, scrub
 from listener.config.source import SourceConfig, parse_source
 from tests.fixtures_daemon import DEFAULTS, Proc, make_stream, trigger
 from tests.helpers import HOST, assert_no_traceback, free_port, run_cli, write_config
-from tests.stream_server import StreamServer
+from tests.stream_server import RtspPusher, StreamServer, port_listening
 
 SECRET = "s3cret-pw"
 
@@ -112,6 +112,27 @@ def test_unreachable_url_is_retried_with_capped_backoff_and_sigterm_exits_0(
     text = p.text()
     assert SECRET not in text and "viewer:***@" in text
     assert_no_traceback(text)
+
+
+def test_daemon_hears_an_rtsp_stream(tmp_path: Path, hearing_model_dir: Path,
+                                     alarm_loop: Path, procs):
+    port = free_port()
+    url = f"rtsp://{HOST}:{port}/live"
+    url_config(tmp_path, hearing_model_dir, url, stall_seconds=30,
+               options={"rtsp_flags": "listen", "listen_timeout": "30"})
+    p = Proc(tmp_path)
+    procs.append(p)
+    wait_until(lambda: port_listening(port), 60, "the RTSP listener")
+    pusher = RtspPusher(alarm_loop, url).start()
+    try:
+        p.wait_log(lambda ln: ln.get("event") == "stream connected", 30, "connected")
+        p.wait_log(lambda ln: ln.get("event") == "event start" and ln.get("trigger") == "alarm",
+                   60, "the alarm heard over RTSP")
+        p.signal(signal.SIGTERM)
+        assert p.wait(30) == 0, p.text()[-3000:]
+    finally:
+        pusher.kill()
+    assert_no_traceback(p.text())
 
 
 class Reader:
