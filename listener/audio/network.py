@@ -35,7 +35,7 @@ import numpy as np
 from listener.audio.decode import SAMPLE_RATE
 from listener.audio.sources import Converter, Source
 from listener.audio.urls import mask_url, scheme_of, scrub
-from listener.errors import AudioError
+from listener.errors import MissingExtraError
 from listener.logs import get_logger
 
 log = get_logger("listener.source")
@@ -113,8 +113,8 @@ class UrlSource(Source):
             return
         try:  # a missing PyAV fails here, at start-up, not in the connector thread
             import av  # noqa: F401
-        except ImportError as exc:
-            raise AudioError(f"network streams need PyAV ({exc}): pip install av") from None
+        except ImportError:
+            raise MissingExtraError("a network stream source", "network", "av") from None
 
         self._conv = Converter(SAMPLE_RATE)
         self._thread = threading.Thread(target=self._connect_loop, name="listener-url",
