@@ -20,7 +20,15 @@ from listener.audio.network import Backoff, UrlSource
 from listener.audio.urls import mask_url, scrub
 from listener.config.source import SourceConfig, parse_source
 from tests.fixtures_daemon import DEFAULTS, Proc, make_stream, trigger
-from tests.helpers import HOST, assert_no_traceback, free_port, run_cli, write_config
+from tests.helpers import (
+    HOST,
+    ROOT,
+    assert_clean_error,
+    assert_no_traceback,
+    free_port,
+    run_cli,
+    write_config,
+)
 from tests.stream_server import RtspPusher, StreamServer, port_listening
 
 SECRET = "s3cret-pw"
@@ -212,3 +220,15 @@ def test_check_config_masks_the_url_and_refuses_bad_ones(tmp_path: Path,
     r = run_cli("run", "--config", "config.yaml", "--source", f"gopher://u:{SECRET}@x/",
                 cwd=tmp_path)
     assert r.returncode == 2 and SECRET not in r.stderr, r.stderr
+
+
+def test_without_pyav_a_url_source_is_a_clear_error(tmp_path: Path, hearing_model_dir: Path):
+    """The image without the 'network' extra: exit 2 naming the extra, no traceback."""
+    shadow = tmp_path / "without_av" / "av"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'av'\")\n")
+    url_config(tmp_path, hearing_model_dir, f"rtsp://viewer:{SECRET}@cam.local/live")
+    r = run_cli("run", "--config", "config.yaml", cwd=tmp_path,
+                env={"PYTHONPATH": f"{shadow.parent}:{ROOT}"})
+    assert_clean_error(r, "pip install 'listener[network]'")
+    assert SECRET not in r.stderr
