@@ -232,3 +232,28 @@ def test_without_pyav_a_url_source_is_a_clear_error(tmp_path: Path, hearing_mode
                 env={"PYTHONPATH": f"{shadow.parent}:{ROOT}"})
     assert_clean_error(r, "pip install 'listener[network]'")
     assert SECRET not in r.stderr
+
+
+def test_a_stalled_stream_is_reopened(alarm_loop: Path, server: StreamServer, capsys):
+    """The server stops sending (SIGSTOP) but keeps the connection: after stall_seconds
+    the source gives up on it, and a fresh server is connected to."""
+    server.start()
+    src = UrlSource(server.url, stall_seconds=1.0, reconnect_min_seconds=0.1,
+                    reconnect_max_seconds=0.4)
+    src.open()
+    reader = Reader(src)
+    try:
+        wait_until(lambda: reader.samples >= 48000, 30, "a second of audio")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: not src.connected, 30, "the stall noticed")
+        logged = wait_until(lambda: "stream lost" in (t := "".join(capsys.readouterr())) and t,
+                            30, "the log line")
+        assert "no data for 1 s (stalled" in logged
+        server.proc.send_signal(signal.SIGCONT)
+        server.kill()
+        server.start()
+        wait_until(lambda: src.reconnects == 1, 30, "the reconnect")
+    finally:
+        src.close()
+    reader.thread.join(5)

@@ -141,7 +141,7 @@ class UrlSource(Source):
             except StreamGone as exc:
                 started, reason = exc.args[1], str(exc.args[0])
             except Exception as exc:  # av.FFmpegError and friends: never a traceback
-                started, reason = None, scrub(_describe(exc), self.url)
+                started, reason = None, self._reason(exc)
             if self._closed.is_set():
                 return
             if started is not None:  # it had been connected: a drop
@@ -196,10 +196,17 @@ class UrlSource(Source):
                 if time.monotonic() - last_audio > self.stall_seconds:
                     raise StreamGone(f"no audio for {self.stall_seconds:g} s", connected_at)
         except av.FFmpegError as exc:
-            raise StreamGone(scrub(_describe(exc), self.url), connected_at) from None
+            raise StreamGone(self._reason(exc), connected_at) from None
         if connected_at is None:
             raise StreamGone("the stream ended before any audio", None)
         return connected_at
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why a connection failed, in words, the URL masked. PyAV's timeout interrupts
+        FFmpeg, which then says only "Immediate exit requested": that is a stall."""
+        if type(exc).__name__ == "ExitError":
+            return f"no data for {self.stall_seconds:g} s (stalled or not answering)"
+        return scrub(_describe(exc), self.url)
 
     def _on_connected(self, frame: Any) -> float:
         self.connections += 1
@@ -239,5 +246,4 @@ class UrlSource(Source):
 
 def _describe(exc: BaseException) -> str:
     """An exception as one short line (FFmpeg's message, without a Python traceback)."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return f"{text}"
+    return str(getattr(exc, "strerror", None) or exc or type(exc).__name__)
