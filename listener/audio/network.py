@@ -67,6 +67,10 @@ class UrlSource(Source):
     realtime = True
     #: how often the reader thread looks at close() while no audio arrives
     POLL_SECONDS = 0.2
+    #: opening a live stream includes FFmpeg's probe of its first seconds (up to 5 s,
+    #: analyzeduration), paced by the stream itself: an open timeout shorter than that
+    #: interrupts the probe and leaves the connection failed
+    PROBE_SECONDS = 10.0
 
     def __init__(self, url: str, *, stall_seconds: float = 10.0,
                  reconnect_min_seconds: float = 1.0, reconnect_max_seconds: float = 60.0,
@@ -166,7 +170,7 @@ class UrlSource(Source):
         import av
 
         container = av.open(self.url, options=self.options,
-                            timeout=(self.stall_seconds, self.stall_seconds))
+                            timeout=(self.stall_seconds + self.PROBE_SECONDS, self.stall_seconds))
         try:
             if not container.streams.audio:
                 raise StreamGone("the stream has no audio track", None)
@@ -184,10 +188,13 @@ class UrlSource(Source):
         last_audio = time.monotonic()
         pending: list[np.ndarray] = []
         try:
-            for packet in container.demux(stream):
+            # every stream's packets, so a camera whose video goes on while its audio
+            # stops is a stall too (only audio packets are decoded)
+            for packet in container.demux():
                 if self._closed.is_set():
                     break
-                for frame in packet.decode():
+                frames = packet.decode() if packet.stream.index == stream.index else ()
+                for frame in frames:
                     for out in resampler.resample(frame):
                         if connected_at is None:
                             connected_at = self._on_connected(out)
