@@ -94,6 +94,8 @@ class UrlSource(Source):
         self._counts = [0, 0]  # bad, clipped samples of converters already retired
 
     def _ffmpeg_options(self, rtsp_transport: str | None, extra: dict[str, str]) -> dict[str, str]:
+        """FFmpeg's options for this URL: the RTSP transport for rtsp(s), the protocols
+        an .sdp file may name, then the user's own options (which win)."""
         opts: dict[str, str] = {}
         scheme = scheme_of(self.url)
         if scheme in ("rtsp", "rtsps") and rtsp_transport:
