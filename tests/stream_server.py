@@ -73,3 +73,13 @@ def port_listening(port: int) -> bool:
 
     return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
                for c in psutil.net_connections(kind="tcp"))
+
+
+def rtp_sender(wav: Path, port: int, sdp: Path) -> subprocess.Popen[bytes]:
+    """``ffmpeg`` sending the loop as RTP (L16 stereo, 44.1 kHz) to 127.0.0.1:``port``,
+    describing the session in ``sdp`` (the file a receiver opens)."""
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-stream_loop",
+         "-1", "-i", str(wav), "-ar", "44100", "-ac", "2", "-c:a", "pcm_s16be", "-f", "rtp",
+         "-sdp_file", str(sdp), f"rtp://{HOST}:{port}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from listener.audio.network import Backoff, UrlSource
+from listener.audio.sources import Source
 from listener.audio.urls import mask_url, scrub
 from listener.config.source import SourceConfig, parse_source
+from listener.service.assemble import make_source
 from tests.fixtures_daemon import DEFAULTS, Proc, make_stream, trigger
 from tests.helpers import (
     HOST,
@@ -29,7 +31,7 @@ from tests.helpers import (
     run_cli,
     write_config,
 )
-from tests.stream_server import RtspPusher, StreamServer, port_listening
+from tests.stream_server import RtspPusher, StreamServer, port_listening, rtp_sender
 
 SECRET = "s3cret-pw"
 
@@ -146,7 +148,7 @@ def test_daemon_hears_an_rtsp_stream(tmp_path: Path, hearing_model_dir: Path,
 class Reader:
     """Consumes a source's blocks on a thread (as the pipeline's reader does)."""
 
-    def __init__(self, source: UrlSource) -> None:
+    def __init__(self, source: Source) -> None:
         self.samples = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.source = source
@@ -257,3 +259,24 @@ def test_a_stalled_stream_is_reopened(alarm_loop: Path, server: StreamServer, ca
     finally:
         src.close()
     reader.thread.join(5)
+
+
+def test_rtp_described_by_an_sdp_file(tmp_path: Path, alarm_loop: Path):
+    sdp = tmp_path / "cam.sdp"
+    sender = rtp_sender(alarm_loop, free_port(), sdp)
+    try:
+        wait_until(lambda: sdp.exists() and "m=audio" in sdp.read_text(), 30, "the SDP file")
+        cfg = SourceConfig.model_validate(parse_source(str(sdp)))
+        assert cfg.type == "url"
+        src = make_source(cfg)
+        src.open()
+        reader = Reader(src)
+        try:
+            wait_until(lambda: reader.samples >= 2 * 48000, 30, "2 s of audio over RTP")
+            assert src.connected
+        finally:
+            src.close()
+        reader.thread.join(5)
+    finally:
+        sender.kill()
+        sender.wait(10)

@@ -90,6 +90,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
     cfg.model.dir = fix(cfg.model.dir)  # type: ignore[assignment]
     cfg.source.path = fix(cfg.source.path)
+    if cfg.source.url and "://" not in cfg.source.url:  # an RTP .sdp file
+        cfg.source.url = str(fix(Path(cfg.source.url)))
     cfg.clips.dir = fix(cfg.clips.dir)
     cfg.state_dir = fix(cfg.state_dir)
     cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
