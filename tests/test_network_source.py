@@ -129,7 +129,7 @@ def test_daemon_hears_an_rtsp_stream(tmp_path: Path, hearing_model_dir: Path,
     port = free_port()
     url = f"rtsp://{HOST}:{port}/live"
     url_config(tmp_path, hearing_model_dir, url, stall_seconds=30,
-               options={"rtsp_flags": "listen", "listen_timeout": "30"})
+               options={"rtsp_flags": "listen", "listen_timeout": 30})
     p = Proc(tmp_path)
     procs.append(p)
     wait_until(lambda: port_listening(port), 60, "the RTSP listener")

@@ -1,4 +1,5 @@
-"""Audio sources: microphone, file and stdin, all yielding float32 mono 48 kHz blocks.
+"""Audio sources: microphone, file, stdin and network streams (listener/audio/network.py),
+all yielding float32 mono 48 kHz blocks.
 
 One small interface (:class:`Source`): ``open()``, ``blocks()`` (an iterator that
 ends at end of stream or after ``close()``), ``close()``, plus counters

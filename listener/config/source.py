@@ -55,7 +55,8 @@ class SourceConfig(Strict):
     reconnect_min_seconds: PositiveFloat = 1.0
     reconnect_max_seconds: PositiveFloat = 60.0
     rtsp_transport: Literal["tcp", "udp", "udp_multicast", "http", "https"] = "tcp"
-    options: dict[str, str] = Field(default_factory=dict)
+    # more FFmpeg options, passed as text (listen_timeout: 30 means "30")
+    options: dict[str, str | int | float] = Field(default_factory=dict)
 
     _reconnect_in_order = keeps_order("reconnect_min_seconds", "reconnect_max_seconds")
 

@@ -68,7 +68,8 @@ def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
         return UrlSource(cfg.url, stall_seconds=cfg.stall_seconds,
                          reconnect_min_seconds=cfg.reconnect_min_seconds,
                          reconnect_max_seconds=cfg.reconnect_max_seconds,
-                         rtsp_transport=cfg.rtsp_transport, options=cfg.options,
+                         rtsp_transport=cfg.rtsp_transport,
+                         options={k: str(v) for k, v in cfg.options.items()},
                          block_seconds=cfg.block_seconds)
     rt = cfg.realtime if realtime is None else realtime
     if cfg.type == "stdin":
