@@ -11,10 +11,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from listener.audio.network import Backoff, UrlSource
 from listener.audio.sources import Source
@@ -236,7 +238,7 @@ def test_without_pyav_a_url_source_is_a_clear_error(tmp_path: Path, hearing_mode
     assert SECRET not in r.stderr
 
 
-def test_a_stalled_stream_is_reopened(alarm_loop: Path, server: StreamServer, capsys):
+def test_a_stalled_stream_is_reopened(alarm_loop: Path, server: StreamServer):
     """The server stops sending (SIGSTOP) but keeps the connection: after stall_seconds
     the source gives up on it, and a fresh server is connected to."""
     server.start()
@@ -244,20 +246,18 @@ def test_a_stalled_stream_is_reopened(alarm_loop: Path, server: StreamServer, ca
                     reconnect_max_seconds=0.4)
     src.open()
     reader = Reader(src)
-    try:
+    with capture_logs() as logs, closing(src):
         wait_until(lambda: reader.samples >= 48000, 30, "a second of audio")
         assert server.proc is not None
         server.proc.send_signal(signal.SIGSTOP)
         wait_until(lambda: not src.connected, 30, "the stall noticed")
-        logged = wait_until(lambda: "stream lost" in (t := "".join(capsys.readouterr())) and t,
-                            30, "the log line")
-        assert "no data for 1 s (stalled" in logged
+        lost = wait_until(lambda: [e for e in list(logs)
+                                   if e["event"].startswith("stream lost")], 30, "the log line")
+        assert lost[0]["reason"] == "no data for 1 s (stalled or not answering)"
         server.proc.send_signal(signal.SIGCONT)
         server.kill()
         server.start()
         wait_until(lambda: src.reconnects == 1, 30, "the reconnect")
-    finally:
-        src.close()
     reader.thread.join(5)
 
 
