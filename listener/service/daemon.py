@@ -120,7 +120,7 @@ class Daemon:
         cfg = self.config
         self.notifier.status("loading model")
         log.info("starting", config=str(self.loaded.path), model=str(cfg.model.dir),
-                 source=cfg.source.type, triggers=[t.name for t in cfg.triggers],
+                 source=cfg.source.shown, triggers=[t.name for t in cfg.triggers],
                  pid=os.getpid())
         state = self._state_dir()
         if state.path.is_dir():
@@ -353,7 +353,7 @@ class Daemon:
         worker.start()
         self.notifier.ready(self.summary())
         log.info("listening", triggers=[t.name for t in self.config.triggers],
-                 source=self.config.source.type)
+                 source=self.config.source.shown)
         if self._loop(worker) is not None:
             self.shutdown()
             return 1
