@@ -104,8 +104,8 @@ def test_run_takes_source_like_top(tmp_path: Path) -> None:
               if '"event start"' in line]
     assert [s["trigger"] for s in starts] == ["siren"], r.stderr
     bad = run_cli("run", "-c", config, "--source", "radio")
-    assert bad.returncode == 2 and "--source 'radio': must be 'mic', 'stdin' or 'file:PATH'" \
-        in bad.stderr
+    assert bad.returncode == 2 and "--source 'radio': must be 'mic', 'stdin', 'file:PATH', " \
+        "a stream URL" in bad.stderr
 
 
 def test_bench_text_parts_add_up_and_are_labelled() -> None:

@@ -84,3 +84,17 @@ def test_demo_model_is_the_committed_test_model() -> None:
     for rel in ("config.json", "preprocessor_config.json", "tokenizer.json",
                 "onnx/audio_model_quantized.onnx", "onnx/text_model_quantized.onnx"):
         assert (DEMO_DIR / "model" / rel).read_bytes() == (committed / rel).read_bytes(), rel
+
+
+def test_demo_on_a_first_run_without_any_config_says_nothing_about_config_problems(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    # a fresh machine has no config anywhere: that is not "your config has problems"
+    from listener.cli.demo import _user_mqtt
+
+    monkeypatch.delenv("LISTENER_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert _user_mqtt(None) is None
+    assert capsys.readouterr().err == ""
+    (tmp_path / "config.yaml").write_text("mqtt: [not, a, mapping]\n")
+    assert _user_mqtt(None) is None  # a broken one is reported and skipped
+    assert "your config has problems" in capsys.readouterr().err

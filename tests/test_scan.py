@@ -101,13 +101,16 @@ def test_jsonl_scores_and_events_of_a_441k_stereo_flac(tmp_path, tiny_model_dir,
     events = [d for d in lines if d["type"] != "scores"]
     assert [d["window_end"] for d in scores] == [1.0, 2.0, 3.0, 4.0]
     # tail_scores: only on windows whose tail was scored (a trigger on or about to start)
-    assert all(set(d) - {"tail_scores"} == {"type", "stream", "window_start", "window_end",
-                                            "level_dbfs", "scores"} for d in scores)
+    assert all(d["file"] == str(audio) for d in lines)  # every line says its file
+    assert all(set(d) - {"tail_scores"} == {"file", "type", "stream", "window_start",
+                                            "window_end", "level_dbfs", "scores"}
+               for d in scores)
     assert all(set(d["scores"]) == {"ours", "dog"} for d in scores)
     assert all(set(d.get("tail_scores", {})) <= {"ours", "dog"} for d in scores)
     assert [d["type"] for d in events] == ["start", "end"]
     start, end = events
-    assert set(start) == EVENT_KEYS and set(end) == EVENT_KEYS | {"duration"}
+    assert set(start) == EVENT_KEYS | {"file"}
+    assert set(end) == EVENT_KEYS | {"duration", "file"}
     assert start["id"] == end["id"] and start["match"] == "ours.wav"
     assert start["window_end"] == 1.0 and end["duration"] == pytest.approx(4.0)
     assert "4.0 s scanned, 1 event(s)" in r.stderr

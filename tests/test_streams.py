@@ -177,8 +177,8 @@ def test_check_config_lists_streams_and_refuses_bad_ones(tmp_path: Path,
         file_stream("kitchen", "k.wav"), file_stream("street", "s.wav", triggers=["siren"])])
     r = run_cli("check-config", "--config", "config.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "# stream kitchen: file" in r.stdout and "-> alarm, siren" in r.stdout
-    assert "# stream street: file" in r.stdout and "s.wav -> siren\n" in r.stdout
+    assert "# stream kitchen: file:" in r.stdout and "k.wav -> alarm, siren\n" in r.stdout
+    assert "# stream street: file:" in r.stdout and "s.wav -> siren\n" in r.stdout
     cases = [
         ([file_stream("a", "k.wav"), file_stream("a", "s.wav")], {},
          "streams[1].name: duplicate stream name 'a'"),

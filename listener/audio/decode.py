@@ -92,6 +92,17 @@ def open_audio_file(path: str | Path) -> Any:
     return f
 
 
+def is_audio_file(path: str | Path) -> bool:
+    """Whether libsndfile decodes ``path`` and it holds samples (no warning, no error:
+    for picking the audio files of a directory)."""
+    import soundfile as sf
+
+    try:
+        return Path(path).is_file() and sf.info(str(path)).frames > 0
+    except Exception:  # not audio, unreadable: simply not an audio file
+        return False
+
+
 def parse_start_time(text: str) -> float | None:
     """An ISO 8601 date and time (``2026-12-03T14:00:00Z``, ``2026-12-03 14:00:00+01:00``)
     as UNIX seconds; a time without a zone is local time. None for anything else, a bare

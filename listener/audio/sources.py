@@ -1,4 +1,5 @@
-"""Audio sources: microphone, file and stdin, all yielding float32 mono 48 kHz blocks.
+"""Audio sources: microphone, file, stdin and network streams (listener/audio/network.py),
+all yielding float32 mono 48 kHz blocks.
 
 One small interface (:class:`Source`): ``open()``, ``blocks()`` (an iterator that
 ends at end of stream or after ``close()``), ``close()``, plus counters
@@ -74,6 +75,10 @@ class Source:
     #: UNIX time of the first sample when the source knows it (a file's recorded start,
     #: or `scan --start-time`); None: event times of a batch count from when it was opened
     start_time: float | None = None
+    #: whether audio is arriving (a network stream says so per connection) and how often a
+    #: dropped stream came back: the stream's connectivity in the stats
+    connected = True
+    reconnects = 0
 
     def __init__(self) -> None:
         self.overflows = 0

@@ -39,7 +39,8 @@ def add_config_option(p: argparse.ArgumentParser, what: str = "config file") -> 
 
 def add_source_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="SRC",
-                   help="override the config's source: mic, stdin or file:PATH")
+                   help="override the config's source: mic, stdin, file:PATH or a stream "
+                   "URL (rtsp://, http://, ...)")
 
 
 def add_stream_option(p: argparse.ArgumentParser) -> None:
@@ -52,10 +53,12 @@ def source_from_arg(text: str):  # -> listener.config.schema.SourceConfig
     """``--source`` as a SourceConfig (UserError naming the forms when it is none)."""
     from pydantic import ValidationError
 
-    from listener.config.schema import SourceConfig, parse_source
+    from listener.audio.urls import mask_url
+    from listener.config.source import FORMS, SourceConfig, parse_source
     from listener.errors import UserError
 
     try:
         return SourceConfig.model_validate(parse_source(text))
     except (ValidationError, ValueError):
-        raise UserError(f"--source {text!r}: must be 'mic', 'stdin' or 'file:PATH'") from None
+        shown = mask_url(text) if "://" in text else text  # never a password on screen
+        raise UserError(f"--source {shown!r}: must be {FORMS}") from None

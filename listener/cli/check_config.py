@@ -42,10 +42,9 @@ def stream_lines(config: Config) -> list[str]:
     """What each stream hears: name, source, triggers (the single-source form: one line)."""
     out = []
     for s in streams_of(config):
-        src = s.source
-        where = src.path if src.type == "file" else src.device if src.type == "mic" else None
         name = f"stream {s.name}" if s.named else "source"
-        out.append(f"{name}: {src.type}{f' {where}' if where is not None else ''} -> "
+        device = f" device {s.source.device}" if s.source.device is not None else ""
+        out.append(f"{name}: {s.source.shown}{device} -> "
                    f"{', '.join(s.triggers) or '(no triggers)'}")
     return out
 

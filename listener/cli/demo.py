@@ -58,9 +58,12 @@ def _user_mqtt(config: str | None):  # -> MqttConfig | None
     from listener.config.loader import find_config, load_config
     from listener.errors import ConfigError
 
-    try:
-        if config is None and not find_config(None).is_file():
+    if config is None:
+        try:
+            find_config(None)
+        except ConfigError:  # no config anywhere: a first run, nothing to report
             return None
+    try:
         return load_config(config, check_model=False).config.mqtt
     except ConfigError:
         if config is not None:

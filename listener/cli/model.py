@@ -24,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
     p.set_defaults(func=_help(p))
 
+    _add_export(msub)
+    _add_pull(msub)
+    _add_verify(msub)
+    _add_info(msub)
+
+
+def _add_export(msub: argparse._SubParsersAction) -> None:
+    """`listener model export`"""
     e = add_command(msub, "export", help="export a transformers CLAP checkpoint to ONNX (+int8)",
                     description="Export a transformers CLAP checkpoint (a directory or a "
                     "Hugging Face id) to the ONNX layout listener reads, check both towers "
@@ -41,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "your board with `listener bench`")
     e.set_defaults(func=run_export)
 
+
+def _add_pull(msub: argparse._SubParsersAction) -> None:
+    """`listener model pull`"""
     u = add_command(msub, "pull", help="download a published ONNX export (Hugging Face hub)",
                     description="Download a published transformers.js/optimum CLAP ONNX "
                     "export (resumable, sha256-checked) and write its listener.json, with "
@@ -55,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "embedded exactly, once each (cached)")
     u.set_defaults(func=run_pull)
 
+
+def _add_verify(msub: argparse._SubParsersAction) -> None:
+    """`listener model verify`"""
     v = add_command(msub, "verify", help="int8 vs fp32: embedding cosines and prompt top-1",
                     description="Check the files against listener.json, then compare the "
                     "towers at --precision with --reference on your audio (or generated "
@@ -76,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=run_verify)
 
+
+def _add_info(msub: argparse._SubParsersAction) -> None:
+    """`listener model info`"""
     i = add_command(msub, "info", help="what a model directory holds; --hashes checks sha256",
                     description="Describe a model directory: its files, precisions, "
                     "embedding size, source and the thresholds it recommends (listener.json); "

@@ -1,4 +1,8 @@
-"""`listener scan FILE`: the daemon's exact pipeline over a file, as fast as possible.
+"""`listener scan FILE...`: the daemon's exact pipeline over files, as fast as possible.
+
+Several files, or directories (every file under them that decodes, sorted), are
+scanned one after the other on one loaded model, each with a fresh detector: one
+summary per file, then a total; ``--jsonl`` lines carry ``"file"``.
 
 Prints events (and with ``--scores`` every window's scores) as JSON lines with
 ``--jsonl``, else a human-readable timeline, events in time order (an end is decided
@@ -20,23 +24,30 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from listener.audio.decode import READABLE_FORMATS
 from listener.cli import add_command, add_config_option
 from listener.detect.detector import DetectorResult
 from listener.detect.events import Event, ScoreLine
 
+if TYPE_CHECKING:
+    from listener.config.schema import Config
+    from listener.model.stack import ModelStack
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "scan",
-        help="run the detection pipeline over an audio file and print events",
-        description="Run the same pipeline as the daemon over FILE (any rate and channel "
-        f"count; formats: {READABLE_FORMATS}) and print start/end events.",
+        help="run the detection pipeline over audio files and print events",
+        description="Run the same pipeline as the daemon over each FILE (any rate and "
+        f"channel count; formats: {READABLE_FORMATS}; a directory: every audio file under "
+        "it) and print start/end events, a summary per file and, for several, a total.",
         func=run,
     )
-    p.add_argument("file", metavar="FILE", help="audio file to scan")
+    p.add_argument("files", metavar="FILE", nargs="+",
+                   help="audio file(s) to scan, or directories (every audio file under "
+                   "them, in sorted order)")
     add_config_option(p)
     p.add_argument("--model", metavar="DIR", help="model directory (overrides model.dir)")
     p.add_argument("--jsonl", action="store_true", help="print JSON lines instead of a timeline")
@@ -76,12 +87,13 @@ class ScanSink:
     """
 
     def __init__(self, out: TextIO, jsonl: bool, scores: bool, flush: bool = False,
-                 hold_seconds: float = 0.0) -> None:
+                 hold_seconds: float = 0.0, file: str | None = None) -> None:
         self.out = out
         self.jsonl = jsonl
         self.scores = scores
         self.flush = flush  # each line as it is released (`listener demo`), not buffered
         self.hold_seconds = hold_seconds
+        self.file = file  # JSON lines say which file they come from
         self.events: list[Event] = []
         self._held: list[tuple[float, int, Callable[[], None]]] = []
         self._arrived = 0
@@ -106,7 +118,7 @@ class ScanSink:
 
     def _scores(self, line: ScoreLine, active: dict[str, bool]) -> None:
         if self.jsonl:
-            print(json.dumps(line.to_dict(), separators=(",", ":")), file=self.out)
+            print(self._json(line.to_dict()), file=self.out)
         else:
             parts = "  ".join(
                 f"{k}={v:.3f}{'*' if active.get(k) else ''}" for k, v in line.scores.items()
@@ -116,7 +128,7 @@ class ScanSink:
 
     def _event(self, event: Event) -> None:
         if self.jsonl:
-            print(event.to_json(), file=self.out, flush=self.flush)
+            print(self._json(event.to_dict()), file=self.out, flush=self.flush)
             return
         if event.type == "start":
             text = (f"{_clock(event.window_end)}  START  {event.trigger:<20} "
@@ -128,21 +140,66 @@ class ScanSink:
                 text += f"  clip {event.clip}"
         print(text, file=self.out, flush=self.flush)
 
+    def _json(self, d: dict[str, Any]) -> str:
+        if self.file is not None:
+            d = {"file": self.file, **d}
+        return json.dumps(d, separators=(",", ":"))
+
     def close(self) -> None:
         self._release(float("inf"))
         self.out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
-    from listener.audio.sources import FileSource
-    from listener.config.loader import load_config
-    from listener.errors import AudioError, ConfigError
-    from listener.service.assemble import build_pipeline, require_triggers
+    from listener.errors import UserError
+    from listener.service.assemble import load_model
 
-    source = FileSource(Path(args.file), realtime=bool(args.realtime))
-    if args.start_time is not None:
-        source.start_time = args.start_time
-    source.open()  # a missing or undecodable file fails before the model loads
+    files = scan_inputs(args.files)  # a missing or undecodable file fails before the model
+    if len(files) > 1 and (args.plot or args.start_time is not None):
+        raise UserError("--plot and --start-time describe one recording: give one FILE")
+    cfg = _scan_config(args)
+    stack = load_model(cfg)
+    out = sys.stderr if args.jsonl else sys.stdout
+    totals = [_scan_file(args, cfg, stack, path, out) for path in files]
+    if len(files) > 1:
+        print(_total(totals), file=out)
+    return 0
+
+
+def scan_inputs(names: list[str]) -> list[Path]:
+    """The files to scan: each FILE as given (an error if it does not decode), each
+    DIRECTORY as the files under it that decode, in sorted order (hidden ones left
+    out); a directory without any is an error."""
+    from listener.audio.decode import is_audio_file, open_audio_file
+    from listener.errors import AudioError
+
+    files: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            if not is_audio_file(path):
+                open_audio_file(path).close()  # raises the AudioError that says why
+            files.append(path)
+            continue
+        found = [p for p in sorted(path.rglob("*")) if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        audio = [p for p in found if is_audio_file(p)]
+        if not audio:
+            raise AudioError(f"{path}: no audio file in this directory ({len(found)} other "
+                             f"file(s)); formats: {READABLE_FORMATS}")
+        if len(audio) < len(found):
+            print(f"listener: {path}: {len(found) - len(audio)} file(s) that are not audio "
+                  "left out", file=sys.stderr)
+        files += audio
+    return files
+
+
+def _scan_config(args: argparse.Namespace) -> Config:
+    """The config scan uses: its source is ignored (the files are the sources)."""
+    from listener.config.loader import load_config
+    from listener.errors import ConfigError
+    from listener.service.assemble import require_triggers
+
     try:
         loaded = load_config(args.config, check_model=args.model is None)
     except ConfigError as exc:
@@ -155,29 +212,53 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         cfg.model.dir = Path(args.model)
     require_triggers(cfg, loaded.path)
+    return cfg
+
+
+def _scan_file(args: argparse.Namespace, cfg: Config, stack: ModelStack, path: Path,
+               out: TextIO) -> dict[str, float]:
+    """One file through a fresh pipeline (its own detector state) on the shared model;
+    prints its summary and returns its figures for the total."""
+    from listener.audio.sources import FileSource
+    from listener.errors import AudioError
+    from listener.service.assemble import build_pipeline
+
+    source = FileSource(path, realtime=bool(args.realtime))
+    if args.start_time is not None:
+        source.start_time = args.start_time
+    source.open()
     hold = max(cfg.trigger_settings(t).off_seconds for t in cfg.triggers) \
         + 2 * cfg.audio.hop_seconds
-    sink = ScanSink(sys.stdout, args.jsonl, args.scores, hold_seconds=hold)
+    sink = ScanSink(sys.stdout, args.jsonl, args.scores, hold_seconds=hold, file=str(path))
     plot = None
     if args.plot:
         from listener.tuning.plot import ScanPlot
 
         plot = ScanPlot(args.plot)
-    pipe = build_pipeline(cfg, [sink] + ([plot] if plot else []), source=source)
+    pipe = build_pipeline(cfg, [sink] + ([plot] if plot else []), source=source, stack=stack)
     pipe.open()
     pipe.run(threading.Event())
     sink.close()
     if plot is not None:
-        plot.save(cfg, args.file)
+        plot.save(cfg, str(path))
     st = pipe.stats()
-    starts = sum(1 for e in sink.events if e.type == "start")
-    audio_s = st["audio_seconds"]
-    if audio_s <= 0:
-        raise AudioError(f"{args.file}: no audio samples could be decoded (the file holds "
+    if st["audio_seconds"] <= 0:
+        raise AudioError(f"{path}: no audio samples could be decoded (the file holds "
                          "none, or its data is damaged): record or export it again")
+    starts = sum(1 for e in sink.events if e.type == "start")
+    note = ("times: the wall clock (--realtime paces the file like a microphone)"
+            if args.realtime else _times_note(source.start_time, args.start_time is not None))
+    print(note, file=out)
+    print(_summary(str(path), st, starts), file=out)
+    return {"audio_seconds": st["audio_seconds"], "uptime_s": st["uptime_s"],
+            "events": starts, "windows": st["windows"], "skipped": st["skipped_windows"]}
+
+
+def _summary(name: str, st: dict[str, Any], starts: int) -> str:
+    audio_s = st["audio_seconds"]
     speed = audio_s / st["uptime_s"] if st["uptime_s"] > 0 else 0.0
     summary = (
-        f"{args.file}: {audio_s:.1f} s scanned, {starts} event(s), {st['windows']} windows "
+        f"{name}: {audio_s:.1f} s scanned, {starts} event(s), {st['windows']} windows "
         f"({st['gated_windows']} gated quiet, {st['novelty_gated_windows']} nothing new, "
         f"{st['skipped_windows']} skipped), "
         f"{st['inference_ms']:.0f} ms/window, {speed:.1f}x real time"
@@ -186,11 +267,17 @@ def run(args: argparse.Namespace) -> int:
         summary += f", {st['bad_samples']} NaN/inf samples replaced by 0"
     if st["clipped_samples"]:
         summary += f", {st['clipped_samples']} samples outside [-1, 1] clipped"
-    note = ("times: the wall clock (--realtime paces the file like a microphone)"
-            if args.realtime else _times_note(source.start_time, args.start_time is not None))
-    print(note, file=sys.stderr if args.jsonl else sys.stdout)
-    print(summary, file=sys.stderr if args.jsonl else sys.stdout)
-    return 0
+    return summary
+
+
+def _total(totals: list[dict[str, float]]) -> str:
+    audio_s = sum(t["audio_seconds"] for t in totals)
+    took = sum(t["uptime_s"] for t in totals)
+    return (f"total: {len(totals)} files, {audio_s:.1f} s scanned, "
+            f"{sum(t['events'] for t in totals):.0f} event(s), "
+            f"{sum(t['windows'] for t in totals):.0f} windows "
+            f"({sum(t['skipped'] for t in totals):.0f} skipped), "
+            f"{audio_s / took if took > 0 else 0.0:.1f}x real time")
 
 
 def _times_note(start: float | None, given: bool) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
     cfg.model.dir = fix(cfg.model.dir)  # type: ignore[assignment]
     cfg.source.path = fix(cfg.source.path)
+    if cfg.source.url and "://" not in cfg.source.url:  # an RTP .sdp file
+        cfg.source.url = str(fix(Path(cfg.source.url)))
     cfg.clips.dir = fix(cfg.clips.dir)
     cfg.state_dir = fix(cfg.state_dir)
     cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
@@ -312,11 +315,20 @@ def _resolved_trigger(cfg: Config, trigger: Any, data: dict[str, Any]) -> Commen
     return out
 
 
+#: FFmpeg options of a stream source whose values are secrets (headers carry tokens)
+_SECRET_OPTION = re.compile(r"(?i)pass|auth|token|key|secret|header|cookie")
+
+
 def masked_dump(cfg: Config) -> str:
     """The resolved config as YAML with secrets masked (for ``check-config``)."""
     data = cfg.model_dump(mode="json")
     if data["mqtt"].get("password"):
         data["mqtt"]["password"] = "********"
+    if data["source"].get("url"):
+        data["source"]["url"] = cfg.source.shown  # credentials masked
+    data["source"]["options"] = {
+        k: "********" if _SECRET_OPTION.search(k) else v
+        for k, v in data["source"].get("options", {}).items()}
     data["triggers"] = [_resolved_trigger(cfg, t, d)
                         for t, d in zip(cfg.triggers, data["triggers"], strict=True)]
     y = YAML(typ="rt")  # keeps the schema's key order (safe sorts keys)

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from listener.config.source import SourceConfig, parse_source
 from listener.config.streams import check_streams
 from listener.config.types import (
     Identifier,
@@ -58,39 +59,6 @@ class ModelConfig(Strict):
     # compare the sha256 of the ONNX files with the model's listener.json at start-up
     # (memoised by size and mtime); file sizes are compared either way
     check_hashes: bool = True
-
-
-def parse_source(v: Any) -> Any:
-    """The ``source`` value as a mapping: the shorthands ``mic``, ``stdin`` and
-    ``file:PATH`` become ``{type: ...}``, a mapping passes through unchanged.
-
-    The config's ``source:`` key and ``listener top --source`` accept the same
-    shorthands; an unknown one raises ValueError with the accepted forms.
-    """
-    if isinstance(v, str):
-        if v in ("mic", "stdin"):
-            return {"type": v}
-        if v.startswith("file:"):
-            return {"type": "file", "path": v[len("file:") :]}
-        raise ValueError("must be 'mic', 'stdin', 'file:PATH' or a mapping with 'type'")
-    return v
-
-
-class SourceConfig(Strict):
-    type: Literal["mic", "file", "stdin"] = "mic"
-    device: str | int | None = None
-    path: Path | None = None
-    realtime: bool = False
-    sample_rate: PositiveInt | None = None
-    channels: PositiveInt | None = None
-    format: Literal["s16le", "s32le", "f32le"] = "s16le"
-    block_seconds: PositiveFloat = 0.1
-
-    @model_validator(mode="after")
-    def _needs_path(self) -> SourceConfig:
-        if self.type == "file" and self.path is None:
-            raise at_key("path", "is required for a file source (or write source: file:PATH)")
-        return self
 
 
 class NoveltyConfig(Strict):

@@ -62,9 +62,20 @@ def configured_enabled(config: Config) -> dict[str, bool]:
 
 def make_source(cfg: SourceConfig, realtime: bool | None = None) -> Source:
     """The source a config describes. ``realtime`` overrides ``source.realtime`` (a file:
-    paced like a microphone; stdin: the writer is live, so stale windows may be skipped)."""
+    paced like a microphone; stdin: the writer is live, so stale windows may be skipped;
+    a microphone and a network stream are always live)."""
     if cfg.type == "mic":
         return MicSource(cfg.device, cfg.block_seconds, cfg.sample_rate, cfg.channels)
+    if cfg.type == "url":
+        from listener.audio.network import UrlSource  # numpy + PyAV: only when used
+
+        assert cfg.url is not None
+        return UrlSource(cfg.url, stall_seconds=cfg.stall_seconds,
+                         reconnect_min_seconds=cfg.reconnect_min_seconds,
+                         reconnect_max_seconds=cfg.reconnect_max_seconds,
+                         rtsp_transport=cfg.rtsp_transport,
+                         options={k: str(v) for k, v in cfg.options.items()},
+                         block_seconds=cfg.block_seconds)
     rt = cfg.realtime if realtime is None else realtime
     if cfg.type == "stdin":
         return StdinSource(cfg.format, cfg.sample_rate, cfg.channels, cfg.block_seconds,

@@ -120,7 +120,7 @@ class Daemon:
         self.notifier.status("loading model")
         streams = streams_of(cfg)
         log.info("starting", config=str(self.loaded.path), model=str(cfg.model.dir),
-                 source=",".join(f"{s.name}:{s.source.type}" if s.named else s.source.type
+                 source=",".join(f"{s.name}:{s.source.shown}" if s.named else s.source.shown
                                  for s in streams),
                  triggers=[t.name for t in cfg.triggers], pid=os.getpid())
         state = self._state_dir()
@@ -358,7 +358,7 @@ class Daemon:
         self.runner.start()
         self.notifier.ready(self.summary())
         log.info("listening", triggers=[t.name for t in self.config.triggers],
-                 **({} if self.config.streams else {"source": self.config.source.type}),
+                 **({} if self.config.streams else {"source": self.config.source.shown}),
                  streams=[r.stream.name for r in self.runner.runs if r.error is None])
         if self._loop(self.runner) is not None:
             self.shutdown()

@@ -286,6 +286,8 @@ class Pipeline:
             "novelty_gated_windows": self.detector.stats.novelty_gated,  # nothing new
             "scored_windows": self.detector.stats.scored,  # the tower ran
             "overflows": src.overflows,
+            "connected": bool(src.connected),  # audio arriving (a network stream may drop)
+            "reconnects": src.reconnects,
             "bad_samples": src.bad_samples,
             "clipped_samples": src.clipped_samples,
             "uptime_s": round(time.monotonic() - self._started, 3),

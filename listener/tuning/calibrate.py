@@ -276,19 +276,20 @@ def propose(
         )
     proposed = _with(current, on, gap, k, dist.p90)
     starts_proposed = total_starts(streams, proposed)
+    return _proposal(trigger, current, proposed, dist, budget, (starts_current, starts_proposed),
+                     " ".join(n for n in notes if n) or None, gated)
+
+
+def _proposal(trigger: str, current: TriggerSettings, proposed: TriggerSettings,
+              dist: Distribution, budget: Budget, starts: tuple[int, int],
+              caveat: str | None, gated: int) -> Proposal:
+    """A Proposal from its parts; ``starts``: (with the current, with the proposed)."""
     return Proposal(
-        trigger=trigger,
-        current=current,
-        proposed=proposed,
-        distribution=dist,
-        observed_seconds=budget.observed_seconds,
-        budget_starts=budget.starts,
-        allowed_starts=budget.allowed,
-        starts_current=starts_current,
-        starts_proposed=starts_proposed,
-        rate_bound_per_day=rate_bound(starts_proposed, budget.observed_seconds),
-        caveat=" ".join(n for n in notes if n) or None,
-        gated_windows=gated,
+        trigger=trigger, current=current, proposed=proposed, distribution=dist,
+        observed_seconds=budget.observed_seconds, budget_starts=budget.starts,
+        allowed_starts=budget.allowed, starts_current=starts[0], starts_proposed=starts[1],
+        rate_bound_per_day=rate_bound(starts[1], budget.observed_seconds),
+        caveat=caveat, gated_windows=gated,
     )
 
 
@@ -296,17 +297,11 @@ def _all_gated(trigger: str, current: TriggerSettings, dist: Distribution, budge
                starts_current: int, gate: str) -> Proposal:
     """Every window was below the level gate: nothing was scored, so the audio says nothing
     about thresholds; the current settings are kept and the caveat says why."""
-    return Proposal(
-        trigger=trigger, current=current, proposed=current, distribution=dist,
-        observed_seconds=budget.observed_seconds, budget_starts=budget.starts,
-        allowed_starts=budget.allowed, starts_current=starts_current,
-        starts_proposed=starts_current,
-        rate_bound_per_day=rate_bound(starts_current, budget.observed_seconds),
-        caveat=(f"all windows were below {gate}, so none was scored and this audio says "
-                "nothing about the thresholds (the current ones are kept): record ordinary "
-                "background at its usual level, or lower min_level_dbfs"),
-        gated_windows=dist.windows,
-    )
+    return _proposal(trigger, current, current, dist, budget, (starts_current, starts_current),
+                     f"all windows were below {gate}, so none was scored and this audio says "
+                     "nothing about the thresholds (the current ones are kept): record "
+                     "ordinary background at its usual level, or lower min_level_dbfs",
+                     dist.windows)
 
 
 def calibrate(
