@@ -242,3 +242,43 @@ def test_the_web_page_follows_and_switches_the_first_stream(
     p.signal(signal.SIGTERM)
     assert p.wait(30) == 0, p.text()[-3000:]
     assert all(m.text == "ON" for m in sub.on("listener/host1/b/alarm/enabled"))
+
+
+def test_a_camera_over_http_a_file_and_an_unreachable_url_in_one_daemon(
+    tmp_path: Path, hearing_model_dir: Path, mosquitto, mqtt_subscriber, procs
+):
+    from tests.helpers import HOST, free_port
+    from tests.stream_server import StreamServer
+
+    sub = mqtt_subscriber(mosquitto, "listener/#")
+    loop = make_stream(tmp_path, "loop.wav", [("alarm", 3.0)], 12.0)
+    street = make_stream(tmp_path, "street.wav", [("siren", 6.0)], 40.0)
+    server = StreamServer(tmp_path / loop, free_port()).start()
+    try:
+        retry = {"reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.4}
+        streams_config(tmp_path, hearing_model_dir, mosquitto.port, [
+            {"name": "camera", "source": {"type": "url", "url": server.url, **retry}},
+            file_stream("street", street, realtime=True),
+            {"name": "dead", "source": {"type": "url", **retry,
+                                        "url": f"http://{HOST}:{free_port()}/nothing"}}])
+        p = Proc(tmp_path)
+        procs.append(p)
+        alarm = sub.wait_for(lambda ms: events_on(sub, "listener/host1/camera/alarm/event"),
+                             90, "the camera's alarm")
+        siren = sub.wait_for(lambda ms: events_on(sub, "listener/host1/street/siren/event"),
+                             90, "the street's siren")
+        camera = sub.wait_topic("listener/host1/camera/stats", 30,
+                                lambda m: json.loads(m.payload)["audio_arriving"] is True)
+        p.signal(signal.SIGTERM)
+        assert p.wait(30) == 0, p.text()[-3000:]
+    finally:
+        server.kill()
+    assert {e["stream"] for e in alarm} == {"camera"}
+    assert {e["stream"] for e in siren} == {"street"}
+    assert json.loads(camera.payload)["stream"] == "camera"
+    assert json.loads(sub.on("listener/host1/camera/stats")[-1].payload)["windows"] > 0
+    assert not sub.on("listener/host1/dead/alarm/event")
+    assert not sub.on("listener/host1/street/alarm/event")
+    dead = [json.loads(m.payload) for m in sub.on("listener/host1/dead/stats")]
+    assert dead and not any(d["audio_arriving"] for d in dead)
+    assert_no_traceback(p.text())

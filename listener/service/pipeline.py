@@ -97,6 +97,7 @@ class Pipeline:
         self._started = time.monotonic()
         self._live = False
         self._running = False  # between run()'s start and end: audio may arrive
+        self._audio_at: float | None = None  # monotonic time the newest audio arrived
 
     def _ring_capacity(self) -> int:
         """The window plus what a start may reach back to (pre-roll, onset, clip pre)."""
@@ -197,6 +198,8 @@ class Pipeline:
             for block in self.source.blocks():
                 self.ring.write(block)
                 self._anchor = (self.ring.total, time.time())
+                if block.size:
+                    self._audio_at = time.monotonic()
                 with cond:
                     cond.notify()
                 if stop.is_set():
@@ -272,7 +275,8 @@ class Pipeline:
         source is being read (a file as fast as it comes): the stream's connectivity."""
         if not self._running:
             return False
-        return not self._live or time.time() - self._anchor[1] <= within
+        heard = self._audio_at
+        return not self._live or (heard is not None and time.monotonic() - heard <= within)
 
     def stats(self) -> dict[str, Any]:
         ms = self.detector.inference_ms()
