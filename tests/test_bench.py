@@ -109,3 +109,16 @@ def test_shortest_hop_keeps_headroom() -> None:
     assert shortest_hop(0.06) == pytest.approx(0.2)
     assert shortest_hop(0.3) == pytest.approx(0.6)
     assert shortest_hop(1.2, headroom=0.5) == pytest.approx(2.4)
+
+
+def test_bench_streams_runs_n_real_time_streams_on_one_model(hearing_model_dir: Path) -> None:
+    r = run_cli("bench", "--model", hearing_model_dir, "--streams", "2", "--seconds", "11",
+                "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["streams"] == 2 and row["due"] == row["scored"] + 0 >= 2 * 2
+    assert row["skipped_min"] == row["skipped_max"] == 0 and not row["errors"]
+    assert 0 < row["p50_ms"] <= row["p95_ms"] and row["cpu_s_per_audio_s"] > 0
+    assert row["rss_peak_mb"] > 0
+    bad = run_cli("bench", "--model", hearing_model_dir, "--streams", "0")
+    assert_clean_error(bad, "--streams must be at least 1")

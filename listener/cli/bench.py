@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=20, help="windows to time (default 20)")
     p.add_argument("--hop", type=float, default=1.0, metavar="S", help="hop in seconds (1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--streams", type=int, metavar="N",
+                   help="instead: N streams paced at real time on one model (the daemon's "
+                   "stream wiring): windows scored vs due, skipped per stream, latency, "
+                   "CPU, RSS")
+    p.add_argument("--seconds", type=float, default=20.0, metavar="S",
+                   help="with --streams: audio per stream (default 20)")
 
 
 def _model_settings(args: argparse.Namespace) -> tuple[str, str, str, int]:
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 0:
         raise UserError("--threads must be 0 (physical cores) or more")
     model, precision, provider, threads = _model_settings(args)
+    if args.streams is not None:
+        return _run_streams(args, model)
     result = run_bench(
         model, precision=precision, provider=provider, threads=threads, runs=args.runs,
         hop_s=args.hop,
@@ -79,4 +87,21 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         sys.stdout.write(format_bench(result) + "\n")
+    return 0
+
+
+def _run_streams(args: argparse.Namespace, model: str) -> int:
+    from listener.errors import UserError
+    from listener.export.bench_streams import bench_streams, format_streams
+    from listener.logs import setup_logging
+
+    setup_logging("warning")  # on stderr: stdout is the result (--json: one object)
+    if args.streams < 1 or args.seconds < 11:
+        raise UserError("--streams must be at least 1 and --seconds at least 11 "
+                        "(a window is 10 s)")
+    result = bench_streams(model, args.streams, args.seconds, args.hop)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        sys.stdout.write(format_streams(result, args.hop) + "\n")
     return 0
