@@ -88,3 +88,29 @@ def test_an_unwritable_state_directory_never_breaks_the_beat(tmp_path: Path):
     beat = Heartbeat(tmp_path / "missing-dir" / "heartbeat")
     beat.beat()  # logged nowhere, raises nothing: the health check reports the truth
     assert problem(beat.path) is not None
+
+
+def test_with_several_streams_one_stalled_stream_stops_the_heartbeat() -> None:
+    # the daemon's beat needs every running stream: a healthy stream cannot hide a
+    # stalled one; a stream that ended is retired and no longer holds the beat back
+    from listener.service.heartbeat import JointBeat
+
+    now = [0.0]
+    beats: list[float] = []
+    joint = JointBeat(lambda: beats.append(now[0]), ["a", "b"], within=10.0,
+                      clock=lambda: now[0])
+    a, b = joint.member("a"), joint.member("b")
+    for t in range(0, 10):  # both beat: the daemon beats
+        now[0] = float(t)
+        a()
+        b()
+    assert beats and beats[-1] == 9.0
+    beats.clear()
+    for t in range(10, 25):  # b's loop hangs: a alone keeps beating, in vain past 10 s
+        now[0] = float(t)
+        a()
+    assert beats and max(beats) <= 19.0 and 20.0 not in beats
+    joint.retire("b")  # b's file ended: a alone is the daemon again
+    now[0] = 25.0
+    a()
+    assert beats[-1] == 25.0

@@ -172,3 +172,45 @@ def test_sigterm_stops_the_daemon_while_the_stdin_writer_is_quiet(tmp_path, tiny
                 proc.wait(timeout=10)
     text = log.read_text()
     assert '"event end"' in text and '"stopped"' in text, text[-3000:]
+
+
+def test_a_live_source_that_goes_quiet_ends_its_active_triggers(tmp_path, tiny_model_dir):
+    """A live source (realtime stdin here; a dropped camera stream alike) that delivers
+    nothing for NO_AUDIO_SECONDS ends the active trigger, reason ``no_audio``, while the
+    writer stays open: the Home Assistant sensor does not stay on until audio returns."""
+    import soundfile as sf
+
+    from listener.service.pipeline import NO_AUDIO_SECONDS
+
+    sf.write(tmp_path / "ex.wav", noise(2.0, seed=1), SR)
+    write_config(tmp_path, tiny_model_dir, [{"name": "t", "examples": ["ex.wav"]}],
+                 source={"type": "stdin", "realtime": True}, mqtt={"enabled": False},
+                 model={"precision": "int8", "threads": 1}, logging={"level": "info"},
+                 defaults={"on_threshold": 0.5, "off_threshold": 0.4, "on_windows": 1,
+                           "margin": 0.0, "off_seconds": 60.0},
+                 state_dir="state")
+    log = tmp_path / "daemon.log"
+    with log.open("w") as err, subprocess.Popen(
+        python_m("listener", "run", "--config", "config.yaml"), cwd=tmp_path, env=cli_env(),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+    ) as proc:
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(s16le(noise(2.0)))
+            proc.stdin.flush()
+            deadline = time.monotonic() + 60 + NO_AUDIO_SECONDS
+            while '"event end"' not in log.read_text() and proc.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.05)
+            assert proc.poll() is None, log.read_text()[-3000:]  # still running
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    lines = [json.loads(raw) for raw in log.read_text().splitlines() if raw.startswith("{")]
+    starts = [ln for ln in lines if ln.get("event") == "event start"]
+    ends = [ln for ln in lines if ln.get("event") == "event end"]
+    assert len(starts) == 1 and len(ends) == 1, log.read_text()[-3000:]
+    assert ends[0].get("reason") == "no_audio", ends[0]

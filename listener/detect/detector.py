@@ -297,11 +297,13 @@ class Detector:
         switched = self.apply_switches(at, utc_of)
         return self._result(None, events + list(switched.events))
 
-    def finish(self, at: float, utc_of: UtcOf) -> DetectorResult:
-        """End of stream: every active trigger gets its end event."""
+    def finish(self, at: float, utc_of: UtcOf, reason: str = "end_of_stream"
+               ) -> DetectorResult:
+        """End of stream, or of its audio for now (``reason`` ``no_audio``): every active
+        trigger gets its end event."""
         self._now = max(self._now, at)
         events = [ev for st in self._states.values()
-                  if (ev := self._close(st, at, utc_of, "end_of_stream")) is not None]
+                  if (ev := self._close(st, at, utc_of, reason)) is not None]
         return self._result(None, events)
 
     def inference_ms(self) -> float:

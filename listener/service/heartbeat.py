@@ -72,3 +72,36 @@ def problem(path: Path, max_age: float = MAX_AGE_SECONDS, now: float | None = No
         return (f"the processing loop has not beaten for {age:.0f} s (limit {max_age:g} s): "
                 "it is stalled; restart the container")
     return None
+
+
+class JointBeat:
+    """One heartbeat for many pipelines: the daemon's beat (watchdog ping, heartbeat
+    file) goes out only while EVERY running stream has beaten within ``within`` seconds.
+
+    Why: with one callback shared by all streams, any healthy stream kept the watchdog
+    happy while another's processing loop hung, and that stream stayed deaf
+    unnoticed. A stream that ended (its file is over, its source failed) is
+    retired (:meth:`retire`), so it no longer counts."""
+
+    def __init__(self, beat: Callable[[], None], names: list[str], within: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._beat = beat
+        self.within = within
+        self._clock = clock
+        now = clock()
+        self._seen = dict.fromkeys(names, now)
+
+    def member(self, name: str) -> Callable[[], None]:
+        """The heartbeat callback of stream ``name``'s pipeline."""
+        return lambda: self._one(name)
+
+    def _one(self, name: str) -> None:
+        now = self._clock()
+        seen = self._seen
+        if name in seen:
+            seen[name] = now
+        if all(now - t <= self.within for t in list(seen.values())):
+            self._beat()
+
+    def retire(self, name: str) -> None:
+        self._seen.pop(name, None)

@@ -41,6 +41,10 @@ from listener.service.sinks import Sink
 
 log = get_logger("listener.pipeline")
 
+#: a live source silent this long has lost its audio: connectivity goes off and active
+#: triggers end (reason ``no_audio``) rather than staying on until the audio returns
+NO_AUDIO_SECONDS = 5.0
+
 
 class LagWarning:
     """Says in the log when the live loop skips windows because scoring is slower than
@@ -98,6 +102,7 @@ class Pipeline:
         self._live = False
         self._running = False  # between run()'s start and end: audio may arrive
         self._audio_at: float | None = None  # monotonic time the newest audio arrived
+        self._ended_for: float | None = None  # the outage whose open events were ended
 
     def _ring_capacity(self) -> int:
         """The window plus what a start may reach back to (pre-roll, onset, clip pre)."""
@@ -180,7 +185,9 @@ class Pipeline:
                 if end is not None:
                     self._window(end)
                     self.lag.check(self.scheduler.skipped, self.detector.inference_ms())
-                elif done.is_set():
+                elif not done.is_set():
+                    self._end_if_silent_source()
+                else:
                     end = self.scheduler.final(self.ring.total)
                     if end is not None:
                         self._window(end)
@@ -190,6 +197,19 @@ class Pipeline:
             reader.join(timeout=5.0)
         if failure:
             raise failure[0]
+
+    def _end_if_silent_source(self) -> None:
+        """A live source that has delivered nothing for ``NO_AUDIO_SECONDS`` (a camera
+        that dropped, a stalled pipe): the sound cannot be said to go on, so the active
+        triggers end now, at the last audio heard (reason ``no_audio``), instead of
+        staying on until the stream returns. Once per outage."""
+        heard = self._audio_at
+        if heard is None or time.monotonic() - heard <= NO_AUDIO_SECONDS:
+            return
+        if self._ended_for != heard:
+            self._ended_for = heard
+            with self._lock:
+                self._emit(self.detector.finish(self._now(), self._utc_of, "no_audio"))
 
     def _read(self, stop: threading.Event, cond: threading.Condition, done: threading.Event,
               failure: list[BaseException]) -> None:
@@ -270,7 +290,7 @@ class Pipeline:
                 self.clips.flush()
             self.clips = clips
 
-    def audio_arriving(self, within: float = 5.0) -> bool:
+    def audio_arriving(self, within: float = NO_AUDIO_SECONDS) -> bool:
         """Audio reached the ring in the last ``within`` seconds (a live source), or the
         source is being read (a file as fast as it comes): the stream's connectivity."""
         if not self._running:

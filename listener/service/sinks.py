@@ -86,8 +86,10 @@ class LogSink:
                       scores={t.name: round(t.score, 4) for t in result.triggers})
         for event in result.events:
             d = event.to_dict()
-            d.pop("details", None)
+            details = d.pop("details", None) or {}
             kind = d.pop("type")
+            if kind == "end":  # why it ended: threshold, no_audio, disabled, end_of_stream...
+                d["reason"] = details.get("reason")
             log.info(f"event {kind}", **d)
 
     def close(self) -> None:

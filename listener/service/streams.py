@@ -31,6 +31,7 @@ from listener.errors import UserError
 from listener.logs import get_logger
 from listener.model.stack import ModelStack
 from listener.service.assemble import build_detector, make_clips, make_source
+from listener.service.heartbeat import JointBeat
 from listener.service.pipeline import Pipeline
 from listener.service.sinks import Sink
 from listener.service.switches import SwitchStore
@@ -51,6 +52,12 @@ class StreamRun:
     pipeline: Pipeline
     thread: threading.Thread | None = None
     error: BaseException | None = None
+    beats: JointBeat | None = None  # the streams' shared heartbeat (several streams)
+
+    def retire(self) -> None:
+        """This stream is over: the heartbeat no longer waits for it."""
+        if self.beats is not None:
+            self.beats.retire(self.stream.name)
 
 
 def bound_thread_heaps() -> None:
@@ -70,12 +77,17 @@ def build_streams(config: Config, stack: ModelStack, switches: SwitchStore, sink
     if len(config.streams) > 1:
         stack.tower.use_workers()
         bound_thread_heaps()
+    streams = streams_of(config)
+    beats = (JointBeat(heartbeat, [s.name for s in streams])
+             if heartbeat is not None and len(streams) > 1 else None)
     runs = []
-    for s in streams_of(config):
+    for s in streams:
         detector = build_detector(config, stack, switches, stream=s)
         pipeline = Pipeline(config.audio, make_source(s.source), detector, sink,
-                            clips=make_clips(config), heartbeat=heartbeat, stream=s.name)
-        runs.append(StreamRun(s, pipeline))
+                            clips=make_clips(config),
+                            heartbeat=beats.member(s.name) if beats else heartbeat,
+                            stream=s.name)
+        runs.append(StreamRun(s, pipeline, beats=beats))
     return runs
 
 
@@ -97,6 +109,7 @@ class StreamRunner:
                 if len(self.runs) == 1:
                     raise
                 run.error = exc
+                run.retire()
                 log.error("stream not started: its source cannot be opened; the other "
                           "streams go on", stream=run.stream.name, error=str(exc))
         if all(r.error is not None for r in self.runs):
@@ -114,12 +127,14 @@ class StreamRunner:
         try:
             run.pipeline.run(self.stop)
         except BaseException as exc:  # reported by the main thread (one stream) or here
+            run.retire()
             run.error = exc
             if len(self.runs) > 1:
                 log.error("stream ended by an error; the other streams go on",
                           stream=run.stream.name, error=str(exc),
                           exc_info=None if isinstance(exc, UserError) else exc)
         else:
+            run.retire()
             if len(self.runs) > 1 and not self.stop.is_set():
                 log.info("stream ended", stream=run.stream.name,
                          windows=run.pipeline.detector.stats.windows)
