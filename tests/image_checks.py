@@ -127,8 +127,8 @@ mqtt:
 
 def smoke_scan(work: Path) -> None:
     step("offline smoke test: scan a sample with the shipped test model")
-    proc = succeeded(run("scan", "/work/sample.wav", "--config", "/work/scan.yaml", "--jsonl",
-                         mounts=((HEARING_MODEL, "/model"), (work, "/work"))), "scan")
+    proc = succeeded(run("scan", "/input/sample.wav", "--config", "/input/scan.yaml", "--jsonl",
+                         mounts=((HEARING_MODEL, "/model"), (work, "/input"))), "scan")
     starts = sorted({json.loads(line)["trigger"] for line in proc.stdout.splitlines()
                      if line.startswith("{") and json.loads(line)["type"] == "start"})
     if starts != ["door_knock", "smoke_alarm"]:
@@ -175,7 +175,7 @@ model:
   dir: /model
 source:
   type: file
-  path: /work/long.wav
+  path: /input/long.wav
   realtime: true
 defaults: {{on_threshold: 0.75, off_threshold: 0.6, on_windows: 1, off_seconds: 1,
             cooldown_seconds: 0, margin: 0}}
@@ -229,7 +229,7 @@ def daemon_against_broker(work: Path) -> None:
         name = f"listener-test-{os.getpid()}"
         config = work / "run.yaml"
         with container(name, "--network=host", "-v", f"{HEARING_MODEL}:/model:ro",
-                       "-v", f"{work}:/work:ro", "-v", f"{config}:/config/config.yaml:ro", IMAGE):
+                       "-v", f"{work}:/input:ro", "-v", f"{config}:/config/config.yaml:ro", IMAGE):
             sub.wait_topic(f"{base}/availability", 120, lambda m: m.payload == b"online")
             ok("availability online")
             # device-based discovery (the default form): one config naming every entity

@@ -25,7 +25,7 @@ def _source(tmp_path: Path) -> Path:
 
 
 def test_examples_path_is_relative_to_the_configs_directory(tmp_path: Path) -> None:
-    conf_dir, work = tmp_path / "etc", tmp_path / "work"
+    conf_dir, work = tmp_path / "etc", tmp_path / "recordings"
     conf_dir.mkdir()
     work.mkdir()
     config = conf_dir / "config.yaml"
@@ -34,11 +34,11 @@ def test_examples_path_is_relative_to_the_configs_directory(tmp_path: Path) -> N
                 "-c", config, cwd=work)
     assert r.returncode == 0, r.stderr
     printed = re.search(r"examples: \[(.+)\]", r.stdout)
-    assert printed and printed.group(1) == "../work/door.wav", r.stdout
+    assert printed and printed.group(1) == "../recordings/door.wav", r.stdout
     assert f"of {config}" in r.stdout
     config.write_text("triggers:\n  - name: door\n    examples: [" + printed.group(1) + "]\n")
     loaded = load_config(config, check_model=False).config
-    assert loaded.triggers[0].examples == [conf_dir / "../work/door.wav"]
+    assert loaded.triggers[0].examples == [conf_dir / "../recordings/door.wav"]
     assert loaded.triggers[0].examples[0].resolve() == (work / "door.wav").resolve()
 
 

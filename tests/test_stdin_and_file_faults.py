@@ -135,71 +135,34 @@ def test_truncated_wav_file_source_is_logged_and_played_to_its_end(tmp_path, tin
     assert next(ln for ln in lines if ln.get("event") == "end of stream")["windows"] == 3
 
 
-def test_sigterm_stops_the_daemon_while_the_stdin_writer_is_quiet(tmp_path, tiny_model_dir):
-    """stdin is read window by window now, yet a writer that stays open without writing
-    never hides a stop: SIGTERM ends `listener run` promptly with exit 0.
+def quiet_stdin_daemon(d: Path, model: Path, source: dict[str, Any], seconds: float,
+                       wait_for: str, timeout: float = 60.0, **defaults: float) -> str:
+    """`listener run` in ``d`` on stdin whose writer sends ``seconds`` of noise and then
+    stays open without writing; once the log holds ``wait_for`` (bounded by ``timeout``)
+    the daemon, still running, gets SIGTERM and must exit 0. Returns its log.
 
-    The writer sends one hop of audio; the trigger (an example of the same noise: the
-    random tower scores it about 1) starts on that only window, so once its start is
-    logged the pipeline is back waiting for audio that does not come."""
+    The trigger is an example of the same noise (the random tower scores it about 1), so
+    it starts on the first window."""
     import soundfile as sf
 
-    sf.write(tmp_path / "ex.wav", noise(2.0, seed=1), SR)
-    write_config(tmp_path, tiny_model_dir, [{"name": "t", "examples": ["ex.wav"]}],
-                 source={"type": "stdin"}, mqtt={"enabled": False},
+    sf.write(d / "ex.wav", noise(2.0, seed=1), SR)
+    write_config(d, model, [{"name": "t", "examples": ["ex.wav"]}],
+                 source=source, mqtt={"enabled": False},
                  model={"precision": "int8", "threads": 1}, logging={"level": "info"},
                  defaults={"on_threshold": 0.5, "off_threshold": 0.4, "on_windows": 1,
-                           "margin": 0.0},
+                           "margin": 0.0, **defaults},
                  state_dir="state")
-    log = tmp_path / "daemon.log"
+    log = d / "daemon.log"
     with log.open("w") as err, subprocess.Popen(
-        python_m("listener", "run", "--config", "config.yaml"), cwd=tmp_path, env=cli_env(),
+        python_m("listener", "run", "--config", "config.yaml"), cwd=d, env=cli_env(),
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
     ) as proc:
         try:
             assert proc.stdin is not None
-            proc.stdin.write(s16le(noise(1.0)))
+            proc.stdin.write(s16le(noise(seconds)))
             proc.stdin.flush()
-            deadline = time.monotonic() + 60
-            while '"event start"' not in log.read_text() and proc.poll() is None:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-    text = log.read_text()
-    assert '"event end"' in text and '"stopped"' in text, text[-3000:]
-
-
-def test_a_live_source_that_goes_quiet_ends_its_active_triggers(tmp_path, tiny_model_dir):
-    """A live source (realtime stdin here; a dropped camera stream alike) that delivers
-    nothing for NO_AUDIO_SECONDS ends the active trigger, reason ``no_audio``, while the
-    writer stays open: the Home Assistant sensor does not stay on until audio returns."""
-    import soundfile as sf
-
-    from listener.service.pipeline import NO_AUDIO_SECONDS
-
-    sf.write(tmp_path / "ex.wav", noise(2.0, seed=1), SR)
-    write_config(tmp_path, tiny_model_dir, [{"name": "t", "examples": ["ex.wav"]}],
-                 source={"type": "stdin", "realtime": True}, mqtt={"enabled": False},
-                 model={"precision": "int8", "threads": 1}, logging={"level": "info"},
-                 defaults={"on_threshold": 0.5, "off_threshold": 0.4, "on_windows": 1,
-                           "margin": 0.0, "off_seconds": 60.0},
-                 state_dir="state")
-    log = tmp_path / "daemon.log"
-    with log.open("w") as err, subprocess.Popen(
-        python_m("listener", "run", "--config", "config.yaml"), cwd=tmp_path, env=cli_env(),
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-    ) as proc:
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(s16le(noise(2.0)))
-            proc.stdin.flush()
-            deadline = time.monotonic() + 60 + NO_AUDIO_SECONDS
-            while '"event end"' not in log.read_text() and proc.poll() is None:
+            deadline = time.monotonic() + timeout
+            while wait_for not in log.read_text() and proc.poll() is None:
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)
             assert proc.poll() is None, log.read_text()[-3000:]  # still running
@@ -209,8 +172,32 @@ def test_a_live_source_that_goes_quiet_ends_its_active_triggers(tmp_path, tiny_m
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-    lines = [json.loads(raw) for raw in log.read_text().splitlines() if raw.startswith("{")]
+    return log.read_text()
+
+
+def test_sigterm_stops_the_daemon_while_the_stdin_writer_is_quiet(tmp_path, tiny_model_dir):
+    """stdin is read window by window now, yet a writer that stays open without writing
+    never hides a stop: SIGTERM ends `listener run` promptly with exit 0.
+
+    The writer sends one hop of audio; the trigger starts on that only window, so once
+    its start is logged the pipeline is back waiting for audio that does not come."""
+    text = quiet_stdin_daemon(tmp_path, tiny_model_dir, {"type": "stdin"}, 1.0,
+                              '"event start"')
+    assert '"event end"' in text and '"stopped"' in text, text[-3000:]
+
+
+def test_a_live_source_that_goes_quiet_ends_its_active_triggers(tmp_path, tiny_model_dir):
+    """A live source (realtime stdin here; a dropped camera stream alike) that delivers
+    nothing for NO_AUDIO_SECONDS ends the active trigger, reason ``no_audio``, while the
+    writer stays open: the Home Assistant sensor does not stay on until audio returns
+    (off_seconds is 60 s: nothing else could end it within the wait)."""
+    from listener.service.pipeline import NO_AUDIO_SECONDS
+
+    text = quiet_stdin_daemon(tmp_path, tiny_model_dir, {"type": "stdin", "realtime": True},
+                              2.0, '"event end"', timeout=60 + NO_AUDIO_SECONDS,
+                              off_seconds=60.0)
+    lines = [json.loads(raw) for raw in text.splitlines() if raw.startswith("{")]
     starts = [ln for ln in lines if ln.get("event") == "event start"]
     ends = [ln for ln in lines if ln.get("event") == "event end"]
-    assert len(starts) == 1 and len(ends) == 1, log.read_text()[-3000:]
+    assert len(starts) == 1 and len(ends) == 1, text[-3000:]
     assert ends[0].get("reason") == "no_audio", ends[0]
